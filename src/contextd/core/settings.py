@@ -1,0 +1,79 @@
+"""One settings class for the whole service, read from ``CONTEXTD_*`` environment variables.
+
+Reach it through :func:`get_settings` (cached) so tests can pass their own ``Settings``
+instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contextd.core.types import KINDS
+
+DEFAULT_HALF_LIFE_DAYS: dict[str, float] = {"document": 180.0, "email": 30.0, "crm": 60.0}
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field can be set as ``CONTEXTD_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CONTEXTD_", extra="ignore")
+
+    data_dir: Path = Path(".contextd")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    database_url: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    collection: str = "contextd"
+    embedding_model: str = "all-MiniLM-L6-v2"
+    embedding_batch_size: int = Field(64, ge=1, le=4096)
+    embedding_threads: int | None = None
+    chunk_size: int = Field(200, ge=32, le=4096)
+    chunk_overlap: int = Field(20, ge=0, le=1024)
+    freshness_floor: float = Field(0.75, ge=0.0, le=1.0)
+    half_life_days: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_HALF_LIFE_DAYS))
+    prefetch_limit: int = Field(100, ge=10, le=2000)
+    rrf_k: int = Field(60, ge=1, le=1000)
+    near_duplicate_cosine: float = Field(0.97, gt=0.0, le=1.0)
+    max_request_bytes: int = Field(64 * 1024, ge=1024)
+    max_query_chars: int = Field(4000, ge=1)
+    max_token_budget: int = Field(32000, ge=1)
+    max_top_k: int = Field(100, ge=1)
+    log_level: str = "INFO"
+    log_queries: bool = False
+
+    @field_validator("half_life_days")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = set(value) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kinds in half_life_days: {sorted(unknown)}")
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("half_life_days values must be > 0")
+        return {**DEFAULT_HALF_LIFE_DAYS, **value}
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self
+
+    @property
+    def sql_url(self) -> str:
+        """The SQL database: ``database_url`` or a SQLite file in ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'contextd.db'}"
+
+    @property
+    def edge_path(self) -> Path:
+        """Where the embedded Qdrant Edge shard lives."""
+        return self.data_dir / "edge" / self.collection
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

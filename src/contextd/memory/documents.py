@@ -1,0 +1,70 @@
+"""Repository of ingested documents: hashes, versions, chunk ids, deletions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from contextd.core.types import utcnow
+from contextd.memory.db import session_scope
+from contextd.memory.tables import ConnectorCursor, DocumentRow
+
+_IN_CHUNK = 500  # ids per IN (...) clause: stays under every backend's parameter limit
+
+
+def get_documents(engine: Engine, *, source: str,
+                  source_ids: Sequence[str]) -> dict[str, DocumentRow]:
+    """Stored rows for ``source_ids`` of ``source`` (deleted ones included)."""
+    found: dict[str, DocumentRow] = {}
+    with Session(engine, expire_on_commit=False) as session:
+        for start in range(0, len(source_ids), _IN_CHUNK):
+            ids = list(source_ids[start:start + _IN_CHUNK])
+            rows = session.exec(select(DocumentRow).where(
+                DocumentRow.source == source, col(DocumentRow.source_id).in_(ids)))
+            found.update({r.source_id: r for r in rows})
+    return found
+
+
+def save_documents(engine: Engine, *, rows: Iterable[DocumentRow],
+                   deleted: Iterable[tuple[str, str]] = ()) -> None:
+    """Write new/changed rows and mark tombstoned ones deleted, in one transaction."""
+    with session_scope(engine) as session:
+        for row in rows:
+            session.merge(row)
+        for source, source_id in deleted:
+            existing = session.get(DocumentRow, (source, source_id))
+            if existing is not None and not existing.deleted:
+                existing.deleted = True
+                existing.chunk_ids = []
+                existing.ingested_at = utcnow()
+                session.add(existing)
+
+
+def live_source_ids(engine: Engine, *, source: str) -> set[str]:
+    """Ids of the source's documents currently served (for deletion reconciliation)."""
+    with Session(engine) as session:
+        rows = session.exec(select(DocumentRow.source_id).where(
+            DocumentRow.source == source, DocumentRow.deleted == False))  # noqa: E712
+        return set(rows)
+
+
+def load_cursor(engine: Engine, *, name: str) -> dict[str, Any] | None:
+    """The last checkpointed cursor of connector ``name``, or None before its first run."""
+    with Session(engine) as session:
+        row = session.get(ConnectorCursor, name)
+        return dict(row.cursor) if row is not None else None
+
+
+def save_cursor(engine: Engine, *, name: str, kind: str, cursor: dict[str, Any]) -> None:
+    """Checkpoint a connector's cursor."""
+    with session_scope(engine) as session:
+        row = session.get(ConnectorCursor, name)
+        if row is None:
+            row = ConnectorCursor(name=name, kind=kind, cursor=cursor)
+        else:
+            row.cursor = cursor
+            row.updated_at = utcnow()
+        session.add(row)

@@ -1,0 +1,72 @@
+"""The principals directory: users, their groups, and effective principals for ACL checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, delete, select
+
+from contextd.core.errors import InvalidInput
+from contextd.core.types import PUBLIC, utcnow
+from contextd.memory.db import session_scope
+from contextd.memory.tables import GroupMember, UserRow
+
+MAX_GROUP_DEPTH = 16
+
+
+def _check_ident(value: str, what: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 200 or ":" in value or any(c.isspace() for c in value):
+        raise InvalidInput(f"invalid {what} {value!r}: 1-200 characters, no ':' or spaces",
+                           details={"field": what})
+    return value
+
+
+def set_user_groups(engine: Engine, *, user_id: str, groups: Iterable[str],
+                    origin: str = "api") -> list[str]:
+    """Replace the direct groups of ``user_id`` (creating the user); returns them sorted."""
+    user_id = _check_ident(user_id, "user_id")
+    wanted = sorted({_check_ident(g, "group") for g in groups})
+    member = f"user:{user_id}"
+    with session_scope(engine) as session:
+        user = session.get(UserRow, user_id)
+        if user is None:
+            session.add(UserRow(user_id=user_id))
+        else:
+            user.updated_at = utcnow()
+            session.add(user)
+        session.exec(delete(GroupMember).where(col(GroupMember.member) == member))  # type: ignore[call-overload]
+        for group in wanted:
+            session.add(GroupMember(group_id=group, member=member, origin=origin))
+    return wanted
+
+
+def get_user_groups(engine: Engine, *, user_id: str) -> list[str] | None:
+    """Direct groups of a user, or None if the user is unknown."""
+    with Session(engine) as session:
+        if session.get(UserRow, user_id) is None:
+            return None
+        rows = session.exec(select(GroupMember.group_id).where(
+            GroupMember.member == f"user:{user_id}"))
+        return sorted(rows)
+
+
+def effective_principals(engine: Engine, *, user_id: str) -> frozenset[str]:
+    """``public`` + ``user:<id>`` + every group reached through (nested) memberships.
+
+    Read on every request, never cached, so a removal takes effect on the next request.
+    An unknown user gets ``public`` and ``user:<id>`` only.
+    """
+    principals = {PUBLIC, f"user:{user_id}"}
+    frontier = {f"user:{user_id}"}
+    with Session(engine) as session:
+        for _ in range(MAX_GROUP_DEPTH):
+            if not frontier:
+                break
+            rows = session.exec(select(GroupMember.group_id).where(
+                col(GroupMember.member).in_(sorted(frontier))))
+            groups = {f"group:{g}" for g in rows} - principals
+            principals |= groups
+            frontier = groups
+    return frozenset(principals)

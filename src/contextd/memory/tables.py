@@ -1,0 +1,87 @@
+"""SQLModel tables for service state. Datetimes are stored as UTC and end in ``_at``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime
+from sqlmodel import Field, SQLModel
+
+from contextd.core.types import utcnow
+
+
+class DocumentRow(SQLModel, table=True):
+    """What is stored for one source record: its hash, version and chunk ids.
+
+    ``doc_hash`` covers text, title, ACL and metadata, so an unchanged record is skipped
+    without chunking; ``chunk_ids`` lets a changed record drop exactly its old chunks.
+    """
+
+    __tablename__ = "documents"
+
+    source: str = Field(primary_key=True, max_length=200)
+    source_id: str = Field(primary_key=True, max_length=1000)
+    kind: str = Field(max_length=20, index=True)
+    title: str = ""
+    uri: str = ""
+    entity_key: str = Field(default="", index=True)
+    doc_hash: str = Field(max_length=64)
+    version: int = 1
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ingested_at: datetime = Field(default_factory=utcnow,
+                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+    deleted: bool = Field(default=False, index=True)
+    acl: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    chunk_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+class GroupMember(SQLModel, table=True):
+    """Membership edge: ``member`` (``user:<id>`` or ``group:<id>``) belongs to ``group_id``.
+
+    Groups may contain groups; effective principals are resolved transitively.
+    """
+
+    __tablename__ = "group_members"
+
+    group_id: str = Field(primary_key=True, max_length=200)
+    member: str = Field(primary_key=True, max_length=210, index=True)
+    origin: str = Field(default="api", max_length=200)
+
+class UserRow(SQLModel, table=True):
+    """A known user of the principals directory."""
+
+    __tablename__ = "users"
+
+    user_id: str = Field(primary_key=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key: only a SHA-256 of its secret is kept; the key is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=20)
+    secret_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_used_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class ConnectorCursor(SQLModel, table=True):
+    """The last checkpointed cursor of a connector, written after every ingested batch."""
+
+    __tablename__ = "connector_cursors"
+
+    name: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=50)
+    cursor: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))

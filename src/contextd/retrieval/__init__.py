@@ -1,0 +1,1 @@
+"""Query planning, hybrid search, freshness, supersession, de-duplication, packing."""

@@ -1,0 +1,126 @@
+"""Pure post-engine steps: score parts, supersession, near-duplicate removal, packing.
+
+The engine has already applied the access filter, fused dense and BM25 ranks and weighted
+freshness; nothing here can add an item the engine did not return.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from contextd.core.store import ScoredChunk
+from contextd.core.tokens import count_tokens, truncate_tokens
+
+_MIN_TRUNCATED_TOKENS = 48
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An engine hit with its score split into relevance and freshness."""
+
+    hit: ScoredChunk
+    updated_at: datetime
+    relevance: float
+    freshness: float
+    score: float
+    superseded: bool = False
+
+
+def freshness_factor(age_seconds: float, half_life_seconds: float, floor: float) -> float:
+    """The engine's factor: ``floor + (1 - floor) * 0.5 ** (|age| / half_life)``."""
+    return floor + (1.0 - floor) * math.pow(0.5, abs(age_seconds) / half_life_seconds)
+
+
+def supersede(candidates: list[Candidate]) -> list[Candidate]:
+    """An older version of an entity never outranks a newer one.
+
+    Versions share ``entity_key``; each older version's score is capped just below the
+    best score of every newer version present, then the list is re-sorted. Older versions
+    stay (marked ``superseded``) so history is visible, but always after the current one.
+    """
+    by_entity: dict[str, list[Candidate]] = {}
+    for cand in candidates:
+        key = cand.hit.payload.get("entity_key") or ""
+        if key:
+            by_entity.setdefault(key, []).append(cand)
+    for group in by_entity.values():
+        versions = sorted({c.updated_at for c in group}, reverse=True)
+        if len(versions) < 2:
+            continue
+        cap = math.inf
+        for version in versions:
+            members = [c for c in group if c.updated_at == version]
+            if cap is not math.inf:
+                for c in members:
+                    c.superseded = True
+                    c.score = min(c.score, cap)
+            best = max(c.score for c in members)
+            cap = min(cap, best * (1.0 - 1e-6))
+    return sorted(candidates, key=lambda c: c.score, reverse=True)
+
+
+def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> list[Candidate]:
+    """Keep the best of each group of chunks whose dense cosine is >= ``threshold``."""
+    kept: list[Candidate] = []
+    kept_vectors: list[np.ndarray] = []
+    seen_hashes: set[str] = set()
+    for cand in candidates:
+        digest = cand.hit.payload.get("content_hash")
+        if digest and digest in seen_hashes:
+            continue
+        vector = None if cand.hit.dense is None else np.asarray(cand.hit.dense, dtype=np.float32)
+        if vector is not None and kept_vectors:
+            sims = np.stack(kept_vectors) @ vector
+            if float(sims.max()) >= threshold:
+                continue
+        kept.append(cand)
+        if vector is not None:
+            kept_vectors.append(vector)
+        if digest:
+            seen_hashes.add(digest)
+    return kept
+
+
+@dataclass(slots=True)
+class Packed:
+    """A candidate as packed, possibly with its text cut to fit the budget."""
+
+    candidate: Candidate
+    text: str
+    tokens: int
+
+
+def pack(candidates: Sequence[Candidate], *, budget: int, top_k: int) -> tuple[list[Packed], bool]:
+    """Greedy packing in rank order into ``budget`` cl100k tokens, at most ``top_k`` items.
+
+    An item that does not fit is cut to the remaining budget when enough room is left to
+    be useful, else skipped for a smaller one. Returns the items and whether anything was
+    cut or left out for lack of budget.
+    """
+    packed: list[Packed] = []
+    used = 0
+    truncated = False
+    for cand in candidates:
+        if len(packed) >= top_k:
+            break
+        title = str(cand.hit.payload.get("title") or "")
+        text = str(cand.hit.payload.get("text") or "")
+        tokens = count_tokens(f"{title}\n{text}")
+        if used + tokens <= budget:
+            packed.append(Packed(cand, text, tokens))
+            used += tokens
+            continue
+        truncated = True
+        room = budget - used - count_tokens(f"{title}\n")
+        if room >= _MIN_TRUNCATED_TOKENS:
+            cut = truncate_tokens(text, room)
+            cut_tokens = count_tokens(f"{title}\n{cut}")
+            if used + cut_tokens <= budget:
+                packed.append(Packed(cand, cut, cut_tokens))
+                used += cut_tokens
+    return packed, truncated

@@ -1,0 +1,59 @@
+"""What a context request asks for and what a bundle holds (plain dataclasses, no FastAPI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ContextQuery:
+    """A validated context request, with the caller's visible set already resolved."""
+
+    query: str
+    user_id: str
+    token_budget: int = 2000
+    top_k: int = 20
+    kinds: frozenset[str] | None = None
+    sources: frozenset[str] | None = None
+    half_life_days: dict[str, float] = field(default_factory=dict)
+    freshness_enabled: bool = True
+    session_id: str | None = None
+
+
+@dataclass(slots=True)
+class BundleItem:
+    """One packed chunk with its provenance and the parts of its score."""
+
+    id: str
+    kind: str
+    source: str
+    source_id: str
+    title: str
+    uri: str
+    text: str
+    updated_at: str
+    score: float
+    relevance: float
+    freshness: float
+    citation: str
+    entity_key: str = ""
+    doc_version: int = 0
+    superseded: bool = False
+    tokens: int = 0
+
+
+@dataclass(slots=True)
+class ContextBundle:
+    """The answer to a context request."""
+
+    bundle_id: str
+    query: str
+    user_id: str
+    generated_at: datetime
+    items: list[BundleItem]
+    memory: list[dict[str, Any]]
+    token_count: int
+    truncated: bool
+    stats: dict[str, Any]

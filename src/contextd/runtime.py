@@ -1,0 +1,82 @@
+"""The composition root: builds the engine, store, encoders, ingestor and retriever once.
+
+Both the HTTP app and the command line get their collaborators from here, so there is
+exactly one place that decides Edge vs server store or which model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+
+from contextd.core.embedder import Bm25Encoder, DenseEncoder, SentenceTransformerEncoder
+from contextd.core.settings import Settings
+from contextd.core.store import VectorStore
+from contextd.ingest.chunking import Chunker
+from contextd.ingest.pipeline import Ingestor
+from contextd.memory.db import create_schema, make_engine
+from contextd.retrieval.service import Retriever
+
+
+def open_store(settings: Settings, dim: int) -> VectorStore:
+    """Qdrant server when ``qdrant_url`` is set, else the embedded Edge shard."""
+    if settings.qdrant_url:
+        from contextd.core.server_store import ServerStore
+
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return ServerStore.from_url(settings.qdrant_url, api_key, settings.collection, dim)
+    from contextd.core.edge_store import EdgeStore
+
+    return EdgeStore(settings.edge_path, dim)
+
+
+@dataclass
+class Runtime:
+    """Lazily built collaborators for one process (or one test)."""
+
+    settings: Settings
+    dense_encoder: DenseEncoder | None = None
+    _store: VectorStore | None = field(default=None, repr=False)
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.settings.sql_url)
+        create_schema(engine)
+        return engine
+
+    @cached_property
+    def dense(self) -> DenseEncoder:
+        return self.dense_encoder or SentenceTransformerEncoder(
+            self.settings.embedding_model, batch_size=self.settings.embedding_batch_size,
+            threads=self.settings.embedding_threads)
+
+    @cached_property
+    def sparse(self) -> Bm25Encoder:
+        return Bm25Encoder()
+
+    @property
+    def store(self) -> VectorStore:
+        if self._store is None:
+            self._store = open_store(self.settings, self.dense.dim)
+        return self._store
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(store=self.store, dense=self.dense, sparse=self.sparse,
+                        engine=self.engine,
+                        chunker=Chunker(self.settings.chunk_size, self.settings.chunk_overlap))
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(store=self.store, dense=self.dense, sparse=self.sparse,
+                         settings=self.settings)
+
+    def close(self) -> None:
+        """Release the store and the SQL pool."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if "engine" in self.__dict__:
+            self.engine.dispose()
