@@ -1,0 +1,1 @@
+"""FastAPI app factory, routers (thin), auth dependencies and error mapping."""

@@ -1,0 +1,59 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from contextd import __version__
+from contextd.api.errors import install_error_handlers
+from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from contextd.api.routers import context, health, keys, principals
+from contextd.core.logging import configure_logging
+from contextd.core.settings import Settings, get_settings
+from contextd.runtime import Runtime
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; pass a ``runtime`` to share one (tests, the demo), else one is made."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+    owns_runtime = runtime is None
+    runtime = runtime or Runtime(settings)
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _ = runtime.engine, runtime.store, runtime.dense.dim  # fail at start, not first call
+        yield
+        if owns_runtime:
+            runtime.close()
+
+    app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
+                  description="Ranked, freshness-scored, access-scoped context for AI agents.",
+                  redoc_url=None)
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for router in (health.router, context.router, principals.router, keys.router):
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every endpoint of ``app``, flattened through included routers (for audits and tests)."""
+    found: list[APIRoute] = []
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.append(route)
+            elif hasattr(route, "original_router"):
+                walk(route.original_router.routes)
+
+    walk(list(app.routes))
+    return found

@@ -1,0 +1,83 @@
+"""Map every error to ``{"error": {"code", "message", "details"}}`` with the right status.
+
+No handler ever returns a stack trace; unexpected errors are logged with the request id
+and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contextd.core import errors as e
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[e.ContextdError], int] = {
+    e.InvalidInput: 422,
+    e.ConfigError: 422,
+    e.PayloadTooLarge: 413,
+    e.AuthenticationFailed: 401,
+    e.PermissionDenied: 403,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.Unavailable: 503,
+    e.SourceAuthError: 502,
+    e.TransientSourceError: 503,
+    e.SourceError: 502,
+}
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+               415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited",
+               503: "unavailable"}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def status_of(exc: e.ContextdError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(e.ContextdError)
+    async def _domain(_: Request, exc: e.ContextdError) -> JSONResponse:
+        status = status_of(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": _field(tuple(err.get("loc", ()))), "message": err.get("msg", ""),
+                    "type": err.get("type", "")} for err in exc.errors()]
+        fields = ", ".join(d["field"] for d in details)
+        return JSONResponse(error_body("invalid_input", f"invalid request: {fields}", details),
+                            422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
+                            getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc, extra={"event": "unhandled_error"})
+        return JSONResponse(error_body("internal_error", "internal server error"), 500)

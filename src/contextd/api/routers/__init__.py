@@ -1,0 +1,1 @@
+"""Thin routers: parse, authorize through dependencies, call one service, shape the reply."""

@@ -1,0 +1,66 @@
+"""``POST /v1/context``: a ranked, fresh, access-scoped bundle for an agent's user."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from contextd.api.deps import AgentKey, RuntimeDep
+from contextd.api.schemas import ContextRequestIn, ContextResponse
+from contextd.core.errors import InvalidInput
+from contextd.core.types import AccessScope
+from contextd.memory.principals import effective_principals
+from contextd.retrieval.schemas import ContextQuery
+from contextd.retrieval.service import StageTimer
+
+router = APIRouter(prefix="/v1", tags=["context"])
+log = logging.getLogger(__name__)
+
+
+@router.post("/context", response_model=ContextResponse,
+             responses={401: {}, 403: {}, 413: {}, 422: {}})
+def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey) -> ContextResponse:
+    """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``."""
+    settings = runtime.settings
+    query = body.query.strip()
+    if not query:
+        raise InvalidInput("query must not be blank", details=[{"field": "query"}])
+    if len(query) > settings.max_query_chars:
+        raise InvalidInput(f"query exceeds {settings.max_query_chars} characters",
+                           details=[{"field": "query"}])
+    if body.token_budget > settings.max_token_budget:
+        raise InvalidInput(f"token_budget exceeds the limit of {settings.max_token_budget}",
+                           details=[{"field": "token_budget"}])
+    if body.top_k > settings.max_top_k:
+        raise InvalidInput(f"top_k exceeds the limit of {settings.max_top_k}",
+                           details=[{"field": "top_k"}])
+    freshness = body.freshness
+    if freshness and any(v <= 0 for v in freshness.half_life_days.values()):
+        raise InvalidInput("half_life_days values must be > 0",
+                           details=[{"field": "freshness.half_life_days"}])
+    timer = StageTimer()
+    with timer.stage("principals"):
+        principals = effective_principals(runtime.engine, user_id=body.user_id)
+    scope = AccessScope(
+        principals=principals,
+        sources=frozenset(body.sources) if body.sources else None,
+        kinds=frozenset(body.kinds) if body.kinds else None,
+    )
+    request = ContextQuery(
+        query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
+        kinds=scope.kinds, sources=scope.sources,
+        half_life_days=dict(freshness.half_life_days) if freshness else {},
+        freshness_enabled=freshness.enabled if freshness else True,
+        session_id=body.session_id,
+    )
+    bundle = runtime.retriever.bundle(request, scope, timer)
+    log.info("context served", extra={
+        "event": "context", "key_id": key.id, "user_id": body.user_id,
+        "items": len(bundle.items), "token_count": bundle.token_count,
+        "stages_ms": bundle.stats["stages_ms"], "latency_ms": bundle.stats["latency_ms"],
+        **({"query": query} if settings.log_queries else {}),
+    })
+    return ContextResponse.model_validate({**asdict(bundle),
+                                           "items": [asdict(i) for i in bundle.items]})

@@ -1,0 +1,43 @@
+"""Liveness and readiness probes.
+
+These two are the only unauthenticated routes, on purpose: load balancers and
+orchestrators call them without credentials. They reveal nothing but up/down.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from contextd.api.deps import RuntimeDep
+from contextd.api.schemas import HealthOut
+
+router = APIRouter(tags=["health"])
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz() -> HealthOut:
+    """The process is up."""
+    return HealthOut(status="ok")
+
+
+@router.get("/readyz", response_model=HealthOut, responses={503: {"model": HealthOut}})
+def readyz(runtime: RuntimeDep) -> HealthOut | JSONResponse:
+    """Ready when the SQL database answers and the vector store opens."""
+    checks: dict[str, str] = {}
+    try:
+        with runtime.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception:  # the probe reports, it never raises
+        checks["database"] = "unavailable"
+    try:
+        runtime.store.count()
+        checks["vector_store"] = "ok"
+    except Exception:
+        checks["vector_store"] = "unavailable"
+    ok = all(v == "ok" for v in checks.values())
+    body = HealthOut(status="ok" if ok else "unavailable", checks=checks)
+    return body if ok else JSONResponse(body.model_dump(), 503)

@@ -1,0 +1,110 @@
+"""Request and response bodies of the v1 API (pydantic; validation errors become 422)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KindName = Literal["document", "email", "crm"]
+Ident = Field(min_length=1, max_length=200, pattern=r"^[^\s:]+$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FreshnessIn(Strict):
+    half_life_days: dict[KindName, float] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class ContextRequestIn(Strict):
+    query: str = Field(min_length=1, description="What the agent needs context for.")
+    user_id: str = Ident
+    token_budget: int = Field(2000, ge=1)
+    top_k: int = Field(20, ge=1)
+    kinds: list[KindName] | None = Field(None, min_length=1)
+    sources: list[str] | None = Field(None, min_length=1)
+    freshness: FreshnessIn | None = None
+    include_memory: bool = True
+    session_id: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ItemOut(BaseModel):
+    id: str
+    kind: str
+    source: str
+    source_id: str
+    title: str
+    uri: str
+    text: str
+    updated_at: str
+    score: float
+    relevance: float
+    freshness: float
+    citation: str
+    entity_key: str
+    doc_version: int
+    superseded: bool
+    tokens: int
+
+
+class MemoryOut(BaseModel):
+    interaction_id: str
+    query: str
+    summary: str
+    created_at: str
+    score: float
+
+
+class StatsOut(BaseModel):
+    latency_ms: float
+    stages_ms: dict[str, float]
+    candidates: int
+
+
+class ContextResponse(BaseModel):
+    bundle_id: str
+    query: str
+    user_id: str
+    generated_at: datetime
+    items: list[ItemOut]
+    memory: list[MemoryOut]
+    token_count: int
+    truncated: bool
+    stats: StatsOut
+
+
+class PrincipalIn(Strict):
+    groups: list[str] = Field(max_length=1000)
+
+
+class PrincipalOut(BaseModel):
+    user_id: str
+    groups: list[str]
+    principals: list[str]
+
+
+class KeyCreateIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["admin", "agent", "analyst"]
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreatedOut(KeyOut):
+    key: str = Field(description="The full key. Shown once; only its hash is stored.")
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)

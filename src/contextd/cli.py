@@ -1,0 +1,176 @@
+"""The ``contextd`` command line: serve, demo, ingest, keys, eval.
+
+Every command takes its configuration from ``CONTEXTD_*`` settings; errors print one
+clear line and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from contextd.core.errors import ContextdError
+from contextd.core.settings import Settings, get_settings
+from contextd.runtime import Runtime
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from contextd.api.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host or settings.host,
+                port=args.port or settings.port, log_level="warning")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from contextd.connectors.registry import build_connector
+    from contextd.ingest.sync import run_sync
+
+    config: dict[str, Any] = json.loads(args.config) if args.config else {}
+    config.setdefault("path", str(Path(args.path).resolve()))
+    runtime = Runtime(settings)
+    try:
+        connector = build_connector(args.name or args.connector, args.connector, config)
+        connector.check()
+        result = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
+    finally:
+        runtime.close()
+    _print(result.summary())
+    for failure in result.failures:
+        print(f"failed: {failure.source_id}: {failure.error}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from contextd.memory.keys import create_key
+
+    runtime = Runtime(settings)
+    try:
+        key, secret = create_key(runtime.engine, name=args.name or f"{args.role}-key",
+                                 role=args.role)
+    finally:
+        runtime.close()
+    print(secret)
+    print(f"id={key.id} role={key.role} (shown once; only its hash is stored)", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from contextd.retrieval.evaluation import evaluate, load_beir, records
+
+    dataset = load_beir(Path(args.dataset), split=args.split)
+    workdir = Path(tempfile.mkdtemp(prefix="contextd-eval-"))
+    eval_settings = settings.model_copy(update={"data_dir": workdir, "database_url": None,
+                                                "qdrant_url": None})
+    runtime = Runtime(eval_settings)
+    try:
+        started = time.perf_counter()
+        docs = list(records(dataset))
+        for start in range(0, len(docs), 512):
+            runtime.ingestor.ingest(docs[start:start + 512])
+        optimize = getattr(runtime.store, "optimize", None)
+        if optimize:
+            optimize()
+        print(f"ingested {len(docs)} documents ({runtime.store.count()} chunks) in "
+              f"{time.perf_counter() - started:.1f}s; {len(dataset.queries)} queries",
+              file=sys.stderr)
+        results = evaluate(runtime.retriever, dataset)
+    finally:
+        runtime.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    labels = {"dense": "dense", "sparse": "bm25", "hybrid": "hybrid"}
+    for mode, figures in results.items():
+        print(f"{labels[mode]:<7} nDCG@10 {figures['ndcg@10']:.3f}  "
+              f"recall@100 {figures['recall@100']:.3f}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from contextd.demo import load_demo
+
+    runtime = Runtime(settings)
+    try:
+        info = load_demo(runtime, Path(args.data))
+    finally:
+        runtime.close()
+    host, port = args.host or settings.host, args.port or settings.port
+    body = json.dumps({"query": info["example_query"], "user_id": info["example_user"],
+                       "token_budget": 800})
+    print("\ncontextd demo loaded:", json.dumps(info["synced"]))
+    print(f"agent key: {info['agent_key']}")
+    print(f"admin key: {info['admin_key']}")
+    print(f"try:\n  curl -s -X POST http://{host}:{port}/v1/context "
+          f"-H 'Authorization: Bearer {info['agent_key']}' "
+          f"-H 'Content-Type: application/json' -d '{body}'\n")
+    sys.stdout.flush()
+    if args.no_serve:
+        return 0
+    args.host, args.port = host, port
+    return cmd_serve(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contextd", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="load the bundled sample company, print a key, serve")
+    demo.add_argument("--data", default="sample_data", help="sample data directory")
+    demo.add_argument("--host")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--no-serve", action="store_true", help="load and print, do not serve")
+    demo.set_defaults(func=cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="load PATH through a connector, without a server")
+    ingest.add_argument("path")
+    ingest.add_argument("--connector", required=True, help="connector kind, e.g. filesystem")
+    ingest.add_argument("--name", help="source name (default: the connector kind)")
+    ingest.add_argument("--config", help="extra connector config as JSON")
+    ingest.set_defaults(func=cmd_ingest)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--role", required=True, choices=["admin", "agent", "analyst"])
+    create.add_argument("--name")
+    create.set_defaults(func=cmd_keys_create)
+
+    ev = sub.add_parser("eval", help="nDCG@10 and recall@100 on a BEIR-layout dataset")
+    ev.add_argument("dataset")
+    ev.add_argument("--split", default="test")
+    ev.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        return int(args.func(args, settings))
+    except ContextdError as exc:
+        detail = f" ({json.dumps(exc.details, default=str)})" if exc.details else ""
+        print(f"contextd: error: {exc.message}{detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

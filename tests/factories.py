@@ -1,0 +1,27 @@
+"""Builders for records and keys used across test modules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+
+from contextd.core.types import SourceRecord
+from contextd.memory.keys import create_key
+
+
+def record(source_id: str, text: str, *, acl: tuple[str, ...] = ("public",),
+           title: str = "", kind: str = "document", source: str = "docs",
+           updated_at: datetime | None = None, entity_key: str = "") -> SourceRecord:
+    """A record with sensible defaults: public, dated 2026-11-01, kind document."""
+    return SourceRecord(
+        source=source, source_id=source_id, kind=kind, title=title or source_id, text=text,  # type: ignore[arg-type]
+        updated_at=updated_at or datetime(2026, 11, 1, tzinfo=UTC), acl=acl,
+        uri=f"file:///{source_id}", entity_key=entity_key,
+    )
+
+
+def keys(engine: Engine) -> dict[str, str]:
+    """One fresh key per role."""
+    return {role: create_key(engine, name=f"test-{role}", role=role)[1]
+            for role in ("admin", "agent", "analyst")}
