@@ -1,0 +1,86 @@
+"""Supersession, near-duplicate removal and packing, on hand-made candidates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contextd.core.store import ScoredChunk
+from contextd.core.tokens import count_tokens
+from contextd.retrieval.ranking import (
+    Candidate,
+    drop_near_duplicates,
+    freshness_factor,
+    pack,
+    supersede,
+)
+
+
+def cand(cid: str, score: float, *, entity: str = "", year: int = 2026, text: str = "t",
+         dense: list[float] | None = None) -> Candidate:
+    payload = {"entity_key": entity, "text": text, "title": cid, "content_hash": cid}
+    hit = ScoredChunk(id=cid, score=score, payload=payload, dense=dense)
+    return Candidate(hit=hit, updated_at=datetime(year, 1, 1, tzinfo=UTC), relevance=score,
+                     freshness=1.0, score=score)
+
+
+def test_older_version_never_outranks_newer() -> None:
+    ranked = supersede([cand("old", 0.9, entity="p", year=2024), cand("x", 0.5),
+                        cand("new", 0.2, entity="p", year=2026),
+                        cand("mid", 0.8, entity="p", year=2025)])
+    order = [c.hit.id for c in ranked]
+    assert order.index("new") < order.index("mid") < order.index("old")
+    assert [c.superseded for c in ranked if c.hit.id in ("old", "mid")] == [True, True]
+    assert not next(c for c in ranked if c.hit.id == "new").superseded
+    scores = [c.score for c in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(2020, 2026),
+                          st.floats(0.01, 1.0)), min_size=1, max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_supersession_property(rows: list[tuple[str, int, float]]) -> None:
+    cands = [cand(f"{i}", s, entity=e, year=y) for i, (e, y, s) in enumerate(rows)]
+    ranked = supersede(cands)
+    best_rank: dict[tuple[str, int], int] = {}
+    for pos, c in enumerate(ranked):
+        best_rank.setdefault((c.hit.payload["entity_key"], c.updated_at.year), pos)
+    for (entity, year), pos in best_rank.items():
+        for (other_entity, other_year), other_pos in best_rank.items():
+            if entity == other_entity and other_year > year:
+                assert other_pos < pos
+
+
+def test_near_duplicates_keep_the_best() -> None:
+    a = cand("a", 0.9, dense=[1.0, 0.0])
+    b = cand("b", 0.8, dense=[0.999, 0.0447])
+    c = cand("c", 0.7, dense=[0.0, 1.0])
+    kept = drop_near_duplicates([a, b, c], threshold=0.97)
+    assert [k.hit.id for k in kept] == ["a", "c"]
+
+
+@given(st.lists(st.text(min_size=0, max_size=400), min_size=0, max_size=25),
+       st.integers(1, 2000), st.integers(1, 30))
+@settings(max_examples=200, deadline=None)
+def test_pack_never_exceeds_budget(texts: list[str], budget: int, top_k: int) -> None:
+    cands = [cand(f"c{i}", 1.0 - i / 100, text=t) for i, t in enumerate(texts)]
+    packed, _ = pack(cands, budget=budget, top_k=top_k)
+    total = sum(p.tokens for p in packed)
+    assert total <= budget
+    assert len(packed) <= top_k
+    for p in packed:
+        assert p.tokens == count_tokens(f"{p.candidate.hit.payload['title']}\n{p.text}")
+
+
+def test_pack_truncates_a_large_first_item_rather_than_returning_nothing() -> None:
+    big = cand("big", 1.0, text="word " * 2000)
+    packed, truncated = pack([big], budget=100, top_k=5)
+    assert truncated and packed and packed[0].tokens <= 100
+
+
+def test_freshness_factor_matches_half_life_and_floor() -> None:
+    assert freshness_factor(0, 10, 0.75) == 1.0
+    assert abs(freshness_factor(10, 10, 0.75) - 0.875) < 1e-12
+    assert freshness_factor(10**9, 10, 0.75) >= 0.75
