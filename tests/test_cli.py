@@ -1,0 +1,99 @@
+"""The command line: eval on a generated BEIR set, keys, ingest, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from contextd.cli import main
+
+TOPICS = [
+    ("volcano", "Volcanoes erupt molten lava and ash from magma chambers below the crust."),
+    ("penguin", "Penguins are flightless seabirds that swim in cold southern oceans."),
+    ("compiler", "A compiler translates source code into machine instructions."),
+    ("espresso", "Espresso is brewed by forcing hot water through finely ground coffee."),
+    ("glacier", "Glaciers are slow rivers of ice that carve valleys over centuries."),
+    ("violin", "The violin is a bowed string instrument with four strings."),
+    ("mortgage", "A mortgage is a loan secured by real estate property."),
+    ("photosynthesis", "Plants convert sunlight, water and carbon dioxide into sugar."),
+    ("tsunami", "Tsunamis are giant sea waves caused by undersea earthquakes."),
+    ("vaccine", "Vaccines train the immune system to recognise a pathogen."),
+    ("chess", "Chess is a board game of strategy played on an eight by eight grid."),
+    ("saturn", "Saturn is a gas giant planet known for its bright rings."),
+]
+QUESTIONS = {
+    "volcano": "what comes out when a volcano erupts",
+    "penguin": "birds that cannot fly and live in antarctic seas",
+    "compiler": "how is program source turned into machine code",
+    "espresso": "how is strong coffee made with pressure",
+    "glacier": "moving ice that shapes valleys",
+    "violin": "string instrument played with a bow",
+    "mortgage": "loan backed by a house",
+    "photosynthesis": "how do plants make sugar from light",
+    "tsunami": "huge ocean waves after an earthquake",
+    "vaccine": "how do shots prepare the immune system",
+    "chess": "strategy board game with kings and queens",
+    "saturn": "planet with rings",
+}
+
+
+def write_beir(root: Path) -> Path:
+    (root / "qrels").mkdir(parents=True)
+    with (root / "corpus.jsonl").open("w") as fh:
+        for i, (topic, text) in enumerate(TOPICS):
+            fh.write(json.dumps({"_id": f"d{i}", "title": topic.title(), "text": text}) + "\n")
+            fh.write(json.dumps({"_id": f"n{i}", "title": "Misc",
+                                 "text": f"An unrelated note number {i} about office supplies."})
+                     + "\n")
+    with (root / "queries.jsonl").open("w") as fh:
+        for i, (topic, _) in enumerate(TOPICS):
+            fh.write(json.dumps({"_id": f"q{i}", "text": QUESTIONS[topic]}) + "\n")
+        fh.write(json.dumps({"_id": "unjudged", "text": "ignored"}) + "\n")
+    with (root / "qrels" / "test.tsv").open("w") as fh:
+        fh.write("query-id\tcorpus-id\tscore\n")
+        for i in range(len(TOPICS)):
+            fh.write(f"q{i}\td{i}\t1\n")
+    return root
+
+
+def test_eval_prints_three_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(write_beir(tmp_path / "beir"))]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    pattern = re.compile(r"^(dense|bm25|hybrid)\s+nDCG@10 (\d\.\d{3})  recall@100 (\d\.\d{3})$")
+    figures = {}
+    for line in lines:
+        match = pattern.match(line)
+        assert match, line
+        figures[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+    assert set(figures) == {"dense", "bm25", "hybrid"}
+    assert figures["dense"][0] > 0.8
+    assert figures["hybrid"][0] > 0.8
+    assert figures["dense"][1] == figures["hybrid"][1] == 1.0
+
+
+def test_eval_on_a_missing_dataset_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a BEIR dataset, missing" in capsys.readouterr().err
+
+
+def test_keys_create_prints_a_working_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextd.core.settings import get_settings
+    from contextd.memory.db import make_engine
+    from contextd.memory.keys import authenticate
+
+    monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert main(["keys", "create", "--role", "analyst"]) == 0
+    finally:
+        get_settings.cache_clear()
+    key = capsys.readouterr().out.strip()
+    engine = make_engine(f"sqlite:///{tmp_path / 'contextd.db'}")
+    assert authenticate(engine, key).role == "analyst"
+    engine.dispose()
