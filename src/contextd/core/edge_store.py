@@ -148,7 +148,7 @@ class EdgeStore:
             return []
         candidates = stages[0] if len(stages) == 1 else Prefetch(
             limit=query.prefetch_limit, filter=flt, prefetches=stages,
-            query=Fusion.Rrf(k=query.rrf_k))
+            query=Fusion.Rrf(k=query.rrf_k))  # type: ignore[arg-type]  # stub omits Rrf
         if query.freshness is not None:
             final: Any = freshness_formula(query.freshness)
             prefetches = [candidates]

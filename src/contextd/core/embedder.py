@@ -30,8 +30,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 class DenseEncoder(Protocol):
     """Turns text into unit-length dense vectors."""
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -77,7 +80,7 @@ class SentenceTransformerEncoder:
         return SentenceTransformer(str(self._path), device="cpu")
 
     @cached_property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from contextd.core.errors import AuthenticationFailed, InvalidInput, NotFound
 from contextd.core.types import as_utc, utcnow
@@ -88,7 +88,7 @@ def authenticate(engine: Engine, token: str) -> ApiKey:
 def list_keys(engine: Engine) -> list[ApiKey]:
     """Every key, newest first, without secrets."""
     with Session(engine) as session:
-        rows = session.exec(select(ApiKeyRow).order_by(ApiKeyRow.created_at.desc()))  # type: ignore[union-attr]
+        rows = session.exec(select(ApiKeyRow).order_by(col(ApiKeyRow.created_at).desc()))
         return [_public(r) for r in rows]
 
 

@@ -36,7 +36,7 @@ def set_user_groups(engine: Engine, *, user_id: str, groups: Iterable[str],
         else:
             user.updated_at = utcnow()
             session.add(user)
-        session.exec(delete(GroupMember).where(col(GroupMember.member) == member))  # type: ignore[call-overload]
+        session.exec(delete(GroupMember).where(col(GroupMember.member) == member))
         for group in wanted:
             session.add(GroupMember(group_id=group, member=member, origin=origin))
     return wanted

@@ -51,7 +51,8 @@ def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey) -> 
     request = ContextQuery(
         query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
         kinds=scope.kinds, sources=scope.sources,
-        half_life_days=dict(freshness.half_life_days) if freshness else {},
+        half_life_days={str(k): v for k, v in freshness.half_life_days.items()}
+        if freshness else {},
         freshness_enabled=freshness.enabled if freshness else True,
         session_id=body.session_id,
     )
