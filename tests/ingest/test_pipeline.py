@@ -34,6 +34,9 @@ class CountingEncoder:
     def encode_query(self, text: str) -> np.ndarray:
         return self.inner.encode_query(text)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return self.inner.count_tokens(texts)
+
 
 @pytest.fixture
 def counting(encoder: SentenceTransformerEncoder) -> CountingEncoder:

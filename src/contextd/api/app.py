@@ -12,9 +12,10 @@ from fastapi.routing import APIRoute
 from contextd import __version__
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from contextd.api.routers import context, health, keys, principals
+from contextd.api.routers import context, health, keys, metrics, principals
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
+from contextd.core.telemetry import configure_tracing
 from contextd.runtime import Runtime
 
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     owns_runtime = runtime is None
     runtime = runtime or Runtime(settings)
     configure_logging(settings.log_level)
+    configure_tracing(otlp_endpoint=settings.otlp_endpoint, console=settings.trace_console)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,10 +39,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                   redoc_url=None)
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in (health.router, context.router, principals.router, keys.router):
+    for router in (health.router, context.router, principals.router, keys.router,
+                   metrics.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
     return app
 
 

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contextd.core import errors as e
+from contextd.core.telemetry import ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(e.ContextdError)
     async def _domain(_: Request, exc: e.ContextdError) -> JSONResponse:
         status = status_of(exc)
+        ERRORS.labels(exc.code).inc()
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers)
 
@@ -68,16 +70,19 @@ def install_error_handlers(app: FastAPI) -> None:
         details = [{"field": _field(tuple(err.get("loc", ()))), "message": err.get("msg", ""),
                     "type": err.get("type", "")} for err in exc.errors()]
         fields = ", ".join(d["field"] for d in details)
+        ERRORS.labels("invalid_input").inc()
         return JSONResponse(error_body("invalid_input", f"invalid request: {fields}", details),
                             422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        ERRORS.labels(code).inc()
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
                             getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc, extra={"event": "unhandled_error"})
+        ERRORS.labels("internal_error").inc()
         return JSONResponse(error_body("internal_error", "internal server error"), 500)

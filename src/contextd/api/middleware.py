@@ -11,12 +11,15 @@ import logging
 import re
 import time
 import uuid
+from contextlib import ExitStack
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.api.errors import error_body
 from contextd.core.logging import request_id_var
+from contextd.core.telemetry import HTTP_LATENCY, HTTP_REQUESTS, current_trace_id, tracer
 
 log = logging.getLogger("contextd.access")
 
@@ -85,10 +88,12 @@ class BodyLimitMiddleware:
 
 
 class RequestContextMiddleware:
-    """Give every request an id (or accept a sane ``X-Request-ID``) and log one access line."""
+    """Give every request an id (or accept a sane ``X-Request-ID``), a server span whose trace
+    id is returned as ``X-Trace-Id``, route-level metrics, and one access log line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, telemetry: bool = True) -> None:
         self.app = app
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,22 +103,47 @@ class RequestContextMiddleware:
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
+        method = str(scope.get("method", ""))
         started = time.perf_counter()
         status = 500
+        with ExitStack() as stack:
+            server_span = None
+            if self.telemetry:
+                server_span = stack.enter_context(tracer.start_as_current_span(
+                    f"HTTP {method}", kind=SpanKind.SERVER,
+                    attributes={"http.request.method": method, "contextd.request_id": request_id}))
+            trace_id = current_trace_id()
+            extra_headers = [(b"x-request-id", request_id.encode())]
+            if trace_id:
+                extra_headers.append((b"x-trace-id", trace_id.encode()))
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", request_id.encode())]
-            await send(message)
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", []), *extra_headers]
+                await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            log.info("request", extra={
-                "event": "http_request", "method": scope.get("method"),
-                "path": scope.get("path"), "status": status,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 3)})
-            request_id_var.reset(token)
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = _route_of(scope)
+                if server_span is not None:
+                    server_span.update_name(f"HTTP {method} {route}")
+                    server_span.set_attribute("http.route", route)
+                    server_span.set_attribute("http.response.status_code", status)
+                if self.telemetry:
+                    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                    HTTP_LATENCY.labels(method, route).observe(elapsed)
+                log.info("request", extra={
+                    "event": "http_request", "method": method, "path": scope.get("path"),
+                    "route": route, "status": status, "latency_ms": round(elapsed * 1000, 3)})
+                request_id_var.reset(token)
+
+
+def _route_of(scope: Scope) -> str:
+    """The matched route template (bounded label cardinality), or ``unmatched``."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return str(path) if path else "unmatched"

@@ -9,7 +9,7 @@ engine (``Modifier.Idf``), so document vectors never go stale as the corpus grow
 from __future__ import annotations
 
 import os
-import threading
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 
 from contextd.core.errors import ConfigError
 from contextd.core.store import SparseVec
+from contextd.core.telemetry import EMBED_BATCH, EMBED_SECONDS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -39,6 +40,8 @@ class DenseEncoder(Protocol):
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_query(self, text: str) -> np.ndarray: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> int: ...
 
 
 def resolve_model_path(name: str) -> Path:
@@ -65,7 +68,6 @@ class SentenceTransformerEncoder:
         self.batch_size = batch_size
         self._path = resolve_model_path(name)
         self._threads = threads
-        self._lock = threading.Lock()
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]  # SentenceTransformer, imported lazily
@@ -85,17 +87,31 @@ class SentenceTransformerEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for ``texts``, batched; float32 of shape (n, dim)."""
+        return self._encode(texts, "document")
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One unit vector for a query."""
+        return self._encode([text], "query")[0]
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Model tokens the texts cost, as the model sees them (truncated at its maximum)."""
+        if not texts:
+            return 0
+        encoded = self.model.tokenizer(list(texts), truncation=True,
+                                       max_length=self.model.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+    def _encode(self, texts: Sequence[str], purpose: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        started = time.perf_counter()
         vectors = self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False,
         )
+        EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
+        EMBED_BATCH.labels(purpose).observe(len(texts))
         return np.asarray(vectors, dtype=np.float32)
-
-    def encode_query(self, text: str) -> np.ndarray:
-        """One unit vector for a query."""
-        return self.encode_documents([text])[0]
 
 
 class Bm25Encoder:

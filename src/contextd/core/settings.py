@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_top_k: int = Field(100, ge=1)
     log_level: str = "INFO"
     log_queries: bool = False
+    telemetry_enabled: bool = True
+    otlp_endpoint: str | None = None
+    trace_console: bool = False
 
     @field_validator("half_life_days")
     @classmethod

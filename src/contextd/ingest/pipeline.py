@@ -48,6 +48,8 @@ class IngestStats:
     chunks_deleted: int = 0
     deleted: int = 0
     embed_seconds: float = 0.0
+    embed_cpu_seconds: float = 0.0
+    embed_tokens: int = 0
     seconds: float = 0.0
 
     def add(self, other: IngestStats) -> None:
@@ -125,7 +127,7 @@ class Ingestor:
         batch = WriteBatch()
         rows: list[DocumentRow] = []
         embed_started = time.perf_counter()
-        stats.chunks_embedded = self._embed(plans, batch)
+        stats.chunks_embedded = self._embed(plans, batch, stats)
         stats.embed_seconds = time.perf_counter() - embed_started
         for plan in plans:
             payload = document_payload(plan.record, plan.version)
@@ -179,7 +181,7 @@ class Ingestor:
         plan.dropped = sorted(old - set(plan.chunk_ids))
         return plan
 
-    def _embed(self, plans: list[_Plan], batch: WriteBatch) -> int:
+    def _embed(self, plans: list[_Plan], batch: WriteBatch, stats: IngestStats) -> int:
         """Embed every new chunk of the batch in one call; reuse ids the store already has.
 
         Returns the number of chunks embedded.
@@ -196,7 +198,10 @@ class Ingestor:
         if not todo:
             return 0
         texts = [embed_text(plan.record.title, text) for plan, _, _, text in todo]
+        cpu_started = time.process_time()
         dense = self.dense.encode_documents(texts)
+        stats.embed_cpu_seconds += time.process_time() - cpu_started
+        stats.embed_tokens += self.dense.count_tokens(texts)
         sparse = self.sparse.encode_documents(texts)
         payloads: dict[int, dict[str, Any]] = {}
         for i, (plan, cid, index, text) in enumerate(todo):

@@ -15,6 +15,15 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
+from contextd.core.telemetry import (
+    SYNC_CHUNKS_EMBEDDED,
+    SYNC_DELETED,
+    SYNC_QUARANTINED,
+    SYNC_RECORDS,
+    SYNC_RUNS,
+    SYNC_SKIPPED,
+    span,
+)
 from contextd.core.types import Batch, RecordFailure, Tombstone
 from contextd.ingest.pipeline import Ingestor, IngestStats
 from contextd.memory.documents import live_source_ids, load_cursor, save_cursor
@@ -56,20 +65,32 @@ def run_sync(connector: PullingConnector, *, ingestor: Ingestor, engine: Engine,
     """Pull ``connector`` from its checkpoint and ingest everything it yields."""
     started = time.perf_counter()
     result = SyncResult(connector=connector.name)
-    cursor = load_cursor(engine, name=connector.name)
-    for batch in connector.pull(cursor):
-        _ingest_batch(batch, connector, ingestor, engine, result)
-    if reconcile:
-        gone = live_source_ids(engine, source=connector.name) - set(connector.list_ids())
-        if gone:
-            stats = ingestor.ingest([], [Tombstone(connector.name, i) for i in sorted(gone)])
-            result.stats.add(stats)
-            result.reconciled_deletions = len(gone)
-    optimize = getattr(ingestor.store, "optimize", None)
-    if optimize is not None and result.stats.chunks_embedded:
-        optimize()
-    result.seconds = time.perf_counter() - started
-    log.info("sync finished", extra={"event": "sync", **result.summary()})
+    outcome = "failed"
+    with span("sync.run", **{"contextd.connector": connector.name,
+                             "contextd.connector_kind": connector.kind}) as run_span:
+        try:
+            cursor = load_cursor(engine, name=connector.name)
+            for batch in connector.pull(cursor):
+                with span("sync.batch", **{"contextd.records": len(batch.records)}):
+                    _ingest_batch(batch, connector, ingestor, engine, result)
+            if reconcile:
+                gone = live_source_ids(engine, source=connector.name) - set(connector.list_ids())
+                if gone:
+                    stats = ingestor.ingest([], [Tombstone(connector.name, i)
+                                                 for i in sorted(gone)])
+                    result.stats.add(stats)
+                    result.reconciled_deletions = len(gone)
+                    SYNC_DELETED.labels(connector.name).inc(stats.deleted)
+            optimize = getattr(ingestor.store, "optimize", None)
+            if optimize is not None and result.stats.chunks_embedded:
+                optimize()
+            outcome = "partial" if result.failures else "success"
+        finally:
+            SYNC_RUNS.labels(connector.name, outcome).inc()
+            result.seconds = time.perf_counter() - started
+            for key, value in result.summary().items():
+                run_span.set_attribute(f"contextd.{key}", value)
+    log.info("sync finished", extra={"event": "sync", "outcome": outcome, **result.summary()})
     return result
 
 
@@ -77,7 +98,14 @@ def _ingest_batch(batch: Batch, connector: PullingConnector, ingestor: Ingestor,
                   engine: Engine, result: SyncResult) -> None:
     result.batches += 1
     if batch.records or batch.tombstones:
-        result.stats.add(ingestor.ingest(batch.records, batch.tombstones))
+        stats = ingestor.ingest(batch.records, batch.tombstones)
+        result.stats.add(stats)
+        name = connector.name
+        SYNC_RECORDS.labels(name).inc(len(batch.records))
+        SYNC_CHUNKS_EMBEDDED.labels(name).inc(stats.chunks_embedded)
+        SYNC_SKIPPED.labels(name).inc(stats.unchanged)
+        SYNC_DELETED.labels(name).inc(stats.deleted)
+    SYNC_QUARANTINED.labels(connector.name).inc(len(batch.failures))
     for failure in batch.failures:
         log.warning("record failed", extra={"event": "record_failure",
                                             "connector": connector.name,

@@ -15,6 +15,7 @@ from datetime import datetime
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
 from contextd.core.settings import Settings
 from contextd.core.store import Freshness, SearchMode, SearchQuery, VectorStore
+from contextd.core.telemetry import CONTEXT_STAGE, span
 from contextd.core.types import AccessScope, utcnow
 from contextd.retrieval.ranking import (
     Candidate,
@@ -29,19 +30,27 @@ DAY = 86400.0
 
 
 class StageTimer:
-    """Collects per-stage wall time in milliseconds."""
+    """Collects per-stage wall time in milliseconds; with telemetry on, each stage is also a
+    span (``context.<stage>``) and an observation of ``contextd_context_stage_seconds``."""
 
-    def __init__(self) -> None:
+    def __init__(self, telemetry: bool = True) -> None:
         self.stages: dict[str, float] = {}
+        self.telemetry = telemetry
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
-            yield
+            if self.telemetry:
+                with span(f"context.{name}"):
+                    yield
+            else:
+                yield
         finally:
-            self.stages[name] = round(
-                self.stages.get(name, 0.0) + (time.perf_counter() - started) * 1000, 3)
+            elapsed = time.perf_counter() - started
+            self.stages[name] = round(self.stages.get(name, 0.0) + elapsed * 1000, 3)
+            if self.telemetry:
+                CONTEXT_STAGE.labels(name).observe(elapsed)
 
 
 def citation(payload: dict[str, object]) -> str:

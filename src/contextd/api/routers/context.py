@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.core.errors import InvalidInput
+from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.memory.principals import effective_principals
 from contextd.retrieval.schemas import ContextQuery
@@ -40,7 +41,7 @@ def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey) -> 
     if freshness and any(v <= 0 for v in freshness.half_life_days.values()):
         raise InvalidInput("half_life_days values must be > 0",
                            details=[{"field": "freshness.half_life_days"}])
-    timer = StageTimer()
+    timer = StageTimer(telemetry=settings.telemetry_enabled)
     with timer.stage("principals"):
         principals = effective_principals(runtime.engine, user_id=body.user_id)
     scope = AccessScope(
@@ -57,6 +58,9 @@ def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey) -> 
         session_id=body.session_id,
     )
     bundle = runtime.retriever.bundle(request, scope, timer)
+    if settings.telemetry_enabled:
+        TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
+        CONTEXT_ITEMS.observe(len(bundle.items))
     log.info("context served", extra={
         "event": "context", "key_id": key.id, "user_id": body.user_id,
         "items": len(bundle.items), "token_count": bundle.token_count,
