@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from contextd.connectors.base import Connector
 from contextd.core.telemetry import (
     SYNC_CHUNKS_EMBEDDED,
     SYNC_DELETED,
@@ -29,17 +30,6 @@ from contextd.ingest.pipeline import Ingestor, IngestStats
 from contextd.memory.documents import live_source_ids, load_cursor, save_cursor
 
 log = logging.getLogger(__name__)
-
-
-class PullingConnector(Protocol):
-    """The part of the connector contract the sync runner uses."""
-
-    name: str
-    kind: str
-
-    def pull(self, cursor: Any) -> Any: ...
-
-    def list_ids(self) -> set[str]: ...
 
 
 @dataclass
@@ -60,7 +50,7 @@ class SyncResult:
                 **self.stats.as_dict()}
 
 
-def run_sync(connector: PullingConnector, *, ingestor: Ingestor, engine: Engine,
+def run_sync(connector: Connector, *, ingestor: Ingestor, engine: Engine,
              reconcile: bool = True) -> SyncResult:
     """Pull ``connector`` from its checkpoint and ingest everything it yields."""
     started = time.perf_counter()
@@ -94,7 +84,7 @@ def run_sync(connector: PullingConnector, *, ingestor: Ingestor, engine: Engine,
     return result
 
 
-def _ingest_batch(batch: Batch, connector: PullingConnector, ingestor: Ingestor,
+def _ingest_batch(batch: Batch, connector: Connector, ingestor: Ingestor,
                   engine: Engine, result: SyncResult) -> None:
     result.batches += 1
     if batch.records or batch.tombstones:

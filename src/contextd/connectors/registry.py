@@ -1,0 +1,48 @@
+"""Kind name -> connector class, and config validation with errors that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from contextd.connectors.base import Connector
+from contextd.connectors.crm_export import CrmExportConnector
+from contextd.connectors.email import MaildirConnector, MboxConnector
+from contextd.connectors.filesystem import FilesystemConnector
+from contextd.core.errors import ConfigError
+
+CONNECTORS: dict[str, type[Any]] = {
+    cls.kind: cls
+    for cls in (FilesystemConnector, MboxConnector, MaildirConnector, CrmExportConnector)
+}
+
+
+def get_connector_class(kind: str) -> type[Any]:
+    """The class registered for ``kind``, or ConfigError listing the known kinds."""
+    try:
+        return CONNECTORS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown connector kind {kind!r}; known kinds: {sorted(CONNECTORS)}",
+                          details=[{"field": "kind", "message": "unknown kind"}]) from None
+
+
+def validation_details(exc: ValidationError, prefix: str = "config") -> list[dict[str, str]]:
+    """Pydantic errors as ``[{"field": "config.acl.0.principals", "message": ...}]``."""
+    return [{"field": ".".join([prefix, *(str(p) for p in err["loc"])]), "message": err["msg"]}
+            for err in exc.errors()]
+
+
+def build_connector(name: str, kind: str, config: dict[str, Any]) -> Connector:
+    """Validate ``config`` for ``kind`` and build the connector; ConfigError names the field."""
+    cls = get_connector_class(kind)
+    if not isinstance(config, dict):
+        raise ConfigError("config must be an object", details=[{"field": "config"}])
+    try:
+        parsed = cls.Config.model_validate(config)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        fields = ", ".join(d["field"] for d in details)
+        raise ConfigError(f"invalid {kind} config: {fields}", details=details) from None
+    connector: Connector = cls(name, parsed)
+    return connector
