@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from contextd.core.errors import ContextdError
+from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.runtime import Runtime
 
@@ -163,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
+        configure_logging(settings.log_level)
         return int(args.func(args, settings))
     except ContextdError as exc:
         detail = f" ({json.dumps(exc.details, default=str)})" if exc.details else ""

@@ -16,6 +16,7 @@ from contextd.api.routers import context, health, keys, metrics, principals
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
+from contextd.core.tokens import encoding
 from contextd.runtime import Runtime
 
 
@@ -29,7 +30,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _ = runtime.engine, runtime.store, runtime.dense.dim  # fail at start, not first call
+        # Open everything now: fail at start, and keep lazy loads off the first request.
+        _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
         yield
         if owns_runtime:
             runtime.close()

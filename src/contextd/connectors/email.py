@@ -1,7 +1,8 @@
 """``mbox`` and ``maildir``: one record per message, ACL = sender and every recipient.
 
 The thread id is the first Message-ID in References (else In-Reply-To, else the message's
-own id), kept as ``entity_key = thread:<id>`` so a thread's messages group together.
+own id), kept in ``entities`` as ``thread:<id>``: messages of a thread are related, not
+versions of one another, so each message is its own entity and none supersedes another.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def to_record(source: str, raw: bytes) -> SourceRecord:
         title=str(message.get("Subject") or "(no subject)"),
         text=header + body_text(message), updated_at=sent_at.astimezone(UTC), acl=acl,
         uri=f"mid:{message_id}", author=sender[0] if sender else "",
-        entity_key=f"thread:{thread_id}", entities=(f"thread:{thread_id}",),
+        entity_key=f"email:{message_id}", entities=(f"thread:{thread_id}",),
         fields={"from": sender, "to": addresses(message, "To"), "cc": addresses(message, "Cc"),
                 "thread_id": thread_id, "message_id": message_id,
                 "in_reply_to": in_reply_to[0] if in_reply_to else None},
