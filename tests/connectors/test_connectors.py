@@ -121,7 +121,7 @@ def test_mbox_bad_message_is_a_failure_and_deletions_are_tombstones(tmp_path: Pa
     assert [f.error for b in batches for f in b.failures] == [
         "ValueError: message has no Date header"]
     assert len(records(batches)) == 15
-    first, _, rest = original.partition("\nFrom bob@")
+    first, _, _rest = original.partition("\nFrom bob@")
     box.write_text(first + "\n")
     batches, _ = pull_all(connector, cursor)
     gone = {t.source_id for b in batches for t in b.tombstones}
@@ -164,11 +164,11 @@ def test_bad_config_names_the_field(kind: str, config: dict, field: str) -> None
 
 
 def test_unknown_kind_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="crm_export.*filesystem.*maildir.*mbox"):
+    with pytest.raises(ConfigError, match=r"crm_export.*filesystem.*maildir.*mbox"):
         build_connector("x", "sharepoint", {})
 
 
 def test_check_reports_missing_paths(tmp_path: Path) -> None:
     for kind in ("filesystem", "mbox", "maildir", "crm_export"):
-        with pytest.raises(ConfigError, match="does not exist|not a|no accounts"):
+        with pytest.raises(ConfigError, match=r"does not exist|not a|no accounts"):
             build_connector("x", kind, {"path": str(tmp_path / "missing")}).check()
