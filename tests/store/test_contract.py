@@ -1,0 +1,233 @@
+"""One contract suite for every VectorStore adapter (Edge, and qdrant-client's API)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from qdrant_client import QdrantClient
+
+from contextd.core.edge_store import EdgeStore
+from contextd.core.embedder import Bm25Encoder
+from contextd.core.server_store import ServerStore
+from contextd.core.store import (
+    ChunkPoint,
+    DocumentRef,
+    Freshness,
+    PayloadUpdate,
+    SearchQuery,
+    VectorStore,
+    WriteBatch,
+)
+from contextd.core.types import AccessScope, iso
+
+DIM = 8
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
+BM25 = Bm25Encoder()
+WORDS = ["robot", "invoice", "renewal", "policy", "travel", "forecast", "ticket", "gripper"]
+
+
+def make_store(kind: str, path: Path) -> VectorStore:
+    if kind == "edge":
+        return EdgeStore(path / "edge", DIM)
+    return ServerStore(QdrantClient(":memory:"), "contract", DIM)
+
+
+@pytest.fixture(params=["edge", "server"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    adapter = make_store(request.param, tmp_path)
+    yield adapter
+    adapter.close()
+
+
+def pid(n: int | str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, str(n)))
+
+
+def point(n: int | str, vec: list[float], text: str, *, acl: list[str], source: str = "s",
+          kind: str = "document", age_days: float = 0, source_id: str | None = None,
+          ) -> ChunkPoint:
+    return ChunkPoint(pid(n), vec, BM25.encode_document(text), {
+        "source": source, "source_id": source_id or str(n), "kind": kind, "acl": acl,
+        "text": text, "updated_at": iso(NOW - timedelta(days=age_days)), "entity_key": ""})
+
+
+def unit(*xs: float) -> list[float]:
+    v = np.zeros(DIM)
+    v[: len(xs)] = xs
+    return (v / np.linalg.norm(v)).tolist()
+
+
+def ids(store: VectorStore, principals: set[str], *, mode: str = "hybrid", text: str = "robot",
+        vec: list[float] | None = None, **scope: frozenset[str]) -> list[str]:
+    query = SearchQuery(scope=AccessScope(frozenset(principals), **scope), limit=50,
+                        dense=vec or unit(1), sparse=BM25.encode_query(text), mode=mode)  # type: ignore[arg-type]
+    return [h.id for h in store.search(query)]
+
+
+def test_roundtrip_and_acl(store: VectorStore) -> None:
+    store.write(WriteBatch(upserts=[
+        point(1, unit(1), "robot manual", acl=["public"]),
+        point(2, unit(1, 0.1), "robot forecast", acl=["group:finance"]),
+        point(3, unit(0.9, 0.3), "robot pricing", acl=["group:sales", "user:zed"])]))
+    for mode in ("hybrid", "dense", "sparse"):
+        seen = ids(store, {"public", "user:x", "group:sales"}, mode=mode)
+        assert pid(2) not in seen and set(seen) == {pid(1), pid(3)}
+        assert set(ids(store, {"public", "user:zed"}, mode=mode)) == {pid(1), pid(3)}
+    hit = store.search(SearchQuery(scope=AccessScope(frozenset({"public"})), limit=1,
+                                   dense=unit(1), mode="dense", with_vectors=True))[0]
+    assert hit.payload["text"] == "robot manual" and hit.dense is not None
+    assert abs(float(np.dot(hit.dense, unit(1))) - 1.0) < 1e-5
+
+
+def test_scope_conditions_are_anded(store: VectorStore) -> None:
+    store.write(WriteBatch(upserts=[
+        point(1, unit(1), "robot", acl=["public"], source="a", kind="crm"),
+        point(2, unit(1), "robot", acl=["public"], source="a", kind="email"),
+        point(3, unit(1), "robot", acl=["public"], source="b", kind="crm")]))
+    assert ids(store, {"public"}, sources=frozenset({"a"}), kinds=frozenset({"crm"})) == [pid(1)]
+    assert ids(store, {"public"}, sources=frozenset()) == []
+    assert ids(store, set()) == []
+
+
+def test_hybrid_rrf_puts_the_double_winner_first(store: VectorStore) -> None:
+    fillers = [point(f"f{i}", unit(1, 0.1 + 0.01 * i), "invoice ledger", acl=["public"])
+               for i in range(6)]
+    store.write(WriteBatch(upserts=[
+        *fillers,
+        point(1, unit(1), "invoice invoice", acl=["public"]),
+        point(2, unit(0.2, 1), "robot robot robot", acl=["public"]),
+        point(3, unit(1, 0.05), "robot arm", acl=["public"])]))
+    ranked = ids(store, {"public"}, text="robot")
+    assert ranked[0] == pid(3), "best in both lists must win the fusion"
+    assert ids(store, {"public"}, text="robot", mode="dense")[0] == pid(1)
+    assert ids(store, {"public"}, text="robot", mode="sparse")[0] == pid(2)
+
+
+def test_freshness_formula_matches_half_life_and_floor(store: VectorStore) -> None:
+    store.write(WriteBatch(upserts=[
+        point(1, unit(1), "robot", acl=["public"], age_days=0),
+        point(2, unit(1), "robot", acl=["public"], age_days=30),
+        point(3, unit(1), "robot", acl=["public"], age_days=3000, kind="email"),
+        point(4, unit(1), "robot", acl=["public"], age_days=30, kind="email")]))
+    fresh = Freshness(now=NOW, half_life_seconds={"document": 30 * 86400, "email": 1e6,
+                                                  "crm": 1.0}, floor=0.6)
+    hits = store.search(SearchQuery(scope=AccessScope(frozenset({"public"})), limit=10,
+                                    dense=unit(1), mode="dense", freshness=fresh))
+    score = {h.id: h.score for h in hits}
+    assert [h.id for h in hits][0] == pid(1)
+    assert abs(score[pid(1)] - 1.0) < 1e-3
+    assert abs(score[pid(2)] - (0.6 + 0.4 * 0.5)) < 1e-3
+    assert abs(score[pid(3)] - 0.6) < 1e-3
+    expected_email = 0.6 + 0.4 * 0.5 ** (30 * 86400 / 1e6)
+    assert abs(score[pid(4)] - expected_email) < 1e-3
+
+
+def test_payload_update_changes_acl_without_touching_vectors(store: VectorStore) -> None:
+    store.write(WriteBatch(upserts=[point(1, unit(1), "robot", acl=["public"])]))
+    store.write(WriteBatch(payload_updates=[PayloadUpdate([pid(1)], {"acl": ["group:finance"]})]))
+    assert ids(store, {"public", "group:sales"}) == []
+    assert ids(store, {"group:finance"}, mode="dense") == [pid(1)]
+
+
+def test_deletes_existing_ids_and_count(store: VectorStore) -> None:
+    store.write(WriteBatch(upserts=[
+        point(1, unit(1), "robot", acl=["public"], source="a", source_id="doc1"),
+        point(2, unit(1), "robot", acl=["public"], source="a", source_id="doc1"),
+        point(3, unit(1), "robot", acl=["public"], source="a", source_id="doc2"),
+        point(4, unit(1), "robot", acl=["public"], source="b")]))
+    assert store.count() == 4 and store.count("a") == 3
+    assert store.existing_ids([pid(1), pid(99)]) == {pid(1)}
+    store.write(WriteBatch(delete_documents=[DocumentRef("a", "doc1")]))
+    assert store.count("a") == 1
+    store.write(WriteBatch(delete_ids=[pid(3)]))
+    store.write(WriteBatch(delete_sources=["b"]))
+    assert store.count() == 0
+
+
+def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
+    first = EdgeStore(tmp_path / "edge", DIM)
+    first.write(WriteBatch(upserts=[point(1, unit(1), "robot", acl=["public"])]))
+    first.close()
+    again = EdgeStore(tmp_path / "edge", DIM)
+    assert again.count() == 1 and again.existing_ids([pid(1)]) == {pid(1)}
+    again.close()
+
+
+def random_corpus(seed: int, n: int = 200) -> list[ChunkPoint]:
+    rng = np.random.default_rng(seed)
+    groups = ["public", "group:a", "group:b", "group:c", "user:u1"]
+    points = []
+    for i in range(n):
+        vec = rng.normal(size=DIM)
+        words = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 6))))
+        acl = sorted(set(rng.choice(groups, size=int(rng.integers(1, 3))).tolist()))
+        points.append(point(i, (vec / np.linalg.norm(vec)).tolist(), words, acl=acl,
+                            kind=str(rng.choice(["document", "email", "crm"])),
+                            age_days=float(rng.integers(0, 400))))
+    return points
+
+
+def test_adapters_agree_on_the_same_corpus(tmp_path: Path) -> None:
+    """Congruence: identical operations give identical rankings on both adapters."""
+    corpus = random_corpus(7)
+    stores = [make_store("edge", tmp_path), make_store("server", tmp_path)]
+    for s in stores:
+        s.write(WriteBatch(upserts=corpus))
+    rng = np.random.default_rng(11)
+    fresh = Freshness(now=NOW, half_life_seconds={"document": 9e6, "email": 2e6, "crm": 5e6})
+    try:
+        for _ in range(30):
+            vec = rng.normal(size=DIM)
+            text = " ".join(rng.choice(WORDS, size=2))
+            principals = frozenset({"public", str(rng.choice(["group:a", "group:b"]))})
+            for mode in ("dense", "sparse", "hybrid"):
+                for freshness in (None, fresh):
+                    query = SearchQuery(scope=AccessScope(principals), limit=10,
+                                        dense=(vec / np.linalg.norm(vec)).tolist(),
+                                        sparse=BM25.encode_query(text), mode=mode,  # type: ignore[arg-type]
+                                        freshness=freshness)
+                    edge, server = (s.search(query) for s in stores)
+                    assert len(edge) == len(server)
+                    for a, b in zip(edge, server, strict=True):
+                        assert abs(a.score - b.score) < 1e-3 * max(1.0, abs(a.score))
+                    if mode == "dense":  # BM25 ties may break differently; cosines do not tie
+                        assert [h.id for h in edge] == [h.id for h in server]
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.mark.parametrize("kind", ["edge", "server"])
+def test_no_result_ever_outside_the_principals(kind: str, tmp_path_factory: pytest.TempPathFactory
+                                               ) -> None:
+    adapter = make_store(kind, tmp_path_factory.mktemp(kind))
+    adapter.write(WriteBatch(upserts=random_corpus(3, 300)))
+    principal = st.sampled_from(["public", "group:a", "group:b", "group:c", "user:u1", "user:u2"])
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(principals=st.frozensets(principal, max_size=4),
+           kinds=st.none() | st.frozensets(st.sampled_from(["document", "email", "crm"])),
+           mode=st.sampled_from(["dense", "sparse", "hybrid"]),
+           seed=st.integers(0, 2**16), limit=st.integers(1, 60))
+    def check(principals: frozenset[str], kinds: frozenset[str] | None, mode: str, seed: int,
+              limit: int) -> None:
+        vec = np.random.default_rng(seed).normal(size=DIM)
+        query = SearchQuery(scope=AccessScope(principals, kinds=kinds), limit=limit,
+                            dense=(vec / np.linalg.norm(vec)).tolist(),
+                            sparse=BM25.encode_query(" ".join(WORDS[seed % 8:seed % 8 + 3])),
+                            mode=mode)  # type: ignore[arg-type]
+        for hit in adapter.search(query):
+            assert set(hit.payload["acl"]) & principals
+            assert kinds is None or hit.payload["kind"] in kinds
+
+    try:
+        check()
+    finally:
+        adapter.close()
