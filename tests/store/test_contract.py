@@ -121,7 +121,7 @@ def test_freshness_formula_matches_half_life_and_floor(store: VectorStore) -> No
     hits = store.search(SearchQuery(scope=AccessScope(frozenset({"public"})), limit=10,
                                     dense=unit(1), mode="dense", freshness=fresh))
     score = {h.id: h.score for h in hits}
-    assert [h.id for h in hits][0] == pid(1)
+    assert hits[0].id == pid(1)
     assert abs(score[pid(1)] - 1.0) < 1e-3
     assert abs(score[pid(2)] - (0.6 + 0.4 * 0.5)) < 1e-3
     assert abs(score[pid(3)] - 0.6) < 1e-3
