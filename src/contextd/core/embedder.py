@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -68,6 +69,10 @@ class SentenceTransformerEncoder:
         self.batch_size = batch_size
         self._path = resolve_model_path(name)
         self._threads = threads
+        # Every encode runs on this one thread: torch keeps a single warm OpenMP team
+        # instead of a cold one per calling thread, and concurrent requests queue here
+        # instead of oversubscribing the cores.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed")
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]  # SentenceTransformer, imported lazily
@@ -105,10 +110,10 @@ class SentenceTransformerEncoder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         started = time.perf_counter()
-        vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
+        vectors = self._worker.submit(
+            self.model.encode, list(texts), batch_size=self.batch_size,
+            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
+        ).result()
         EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         EMBED_BATCH.labels(purpose).observe(len(texts))
         return np.asarray(vectors, dtype=np.float32)

@@ -66,21 +66,25 @@ def supersede(candidates: list[Candidate]) -> list[Candidate]:
 
 def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> list[Candidate]:
     """Keep the best of each group of chunks whose dense cosine is >= ``threshold``."""
+    with_vectors = [i for i, c in enumerate(candidates) if c.hit.dense is not None]
+    sims = np.zeros((0, 0), dtype=np.float32)
+    row = {index: n for n, index in enumerate(with_vectors)}
+    if with_vectors:
+        matrix = np.asarray([candidates[i].hit.dense for i in with_vectors], dtype=np.float32)
+        sims = matrix @ matrix.T  # all pairwise cosines at once (vectors are unit length)
     kept: list[Candidate] = []
-    kept_vectors: list[np.ndarray] = []
+    kept_rows: list[int] = []
     seen_hashes: set[str] = set()
-    for cand in candidates:
+    for index, cand in enumerate(candidates):
         digest = cand.hit.payload.get("content_hash")
         if digest and digest in seen_hashes:
             continue
-        vector = None if cand.hit.dense is None else np.asarray(cand.hit.dense, dtype=np.float32)
-        if vector is not None and kept_vectors:
-            sims = np.stack(kept_vectors) @ vector
-            if float(sims.max()) >= threshold:
-                continue
+        r = row.get(index)
+        if r is not None and kept_rows and float(sims[r, kept_rows].max()) >= threshold:
+            continue
         kept.append(cand)
-        if vector is not None:
-            kept_vectors.append(vector)
+        if r is not None:
+            kept_rows.append(r)
         if digest:
             seen_hashes.add(digest)
     return kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,3 +58,17 @@ class ContextBundle:
     token_count: int
     truncated: bool
     stats: dict[str, Any]
+
+
+_ITEM_FIELDS = tuple(BundleItem.__dataclass_fields__)
+
+
+def bundle_json(bundle: ContextBundle) -> bytes:
+    """The wire form of a bundle (the API's ``ContextResponse`` schema), without copying."""
+    return json.dumps({
+        "bundle_id": bundle.bundle_id, "query": bundle.query, "user_id": bundle.user_id,
+        "generated_at": bundle.generated_at.isoformat(),
+        "items": [{name: getattr(item, name) for name in _ITEM_FIELDS} for item in bundle.items],
+        "memory": bundle.memory, "token_count": bundle.token_count,
+        "truncated": bundle.truncated, "stats": bundle.stats,
+    }, ensure_ascii=False).encode()
