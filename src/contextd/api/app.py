@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from contextd import __version__
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from contextd.api.routers import context, health, keys, metrics, principals
+from contextd.api.routers import context, costs, health, keys, metrics, principals
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router):
+                   metrics.router, costs.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)

@@ -59,10 +59,16 @@ class MemoryOut(BaseModel):
     score: float
 
 
+class CostOut(BaseModel):
+    embed_tokens: int
+    embed_cpu_seconds: float
+
+
 class StatsOut(BaseModel):
     latency_ms: float
     stages_ms: dict[str, float]
     candidates: int
+    cost: CostOut
 
 
 class ContextResponse(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from contextd.core.telemetry import (
 )
 from contextd.core.types import Batch, RecordFailure, Tombstone
 from contextd.ingest.pipeline import Ingestor, IngestStats
+from contextd.memory.costs import record_cost
 from contextd.memory.documents import live_source_ids, load_cursor, save_cursor
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class SyncResult:
     """The outcome of one run."""
 
     connector: str
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     stats: IngestStats = field(default_factory=IngestStats)
     batches: int = 0
     reconciled_deletions: int = 0
@@ -44,7 +47,7 @@ class SyncResult:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"connector": self.connector, "batches": self.batches,
+        return {"connector": self.connector, "run_id": self.run_id, "batches": self.batches,
                 "failures": len(self.failures), "reconciled_deletions":
                 self.reconciled_deletions, "seconds": round(self.seconds, 3),
                 **self.stats.as_dict()}
@@ -80,6 +83,9 @@ def run_sync(connector: Connector, *, ingestor: Ingestor, engine: Engine,
             result.seconds = time.perf_counter() - started
             for key, value in result.summary().items():
                 run_span.set_attribute(f"contextd.{key}", value)
+    record_cost(engine, kind="sync", ref=result.run_id, connector=connector.name,
+                embed_tokens=result.stats.embed_tokens,
+                embed_cpu_seconds=result.stats.embed_cpu_seconds)
     log.info("sync finished", extra={"event": "sync", "outcome": outcome, **result.summary()})
     return result
 

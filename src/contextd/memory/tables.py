@@ -85,3 +85,24 @@ class ConnectorCursor(SQLModel, table=True):
     cursor: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CostEvent(SQLModel, table=True):
+    """What one context request or one sync run cost: embedding tokens, CPU, tokens served.
+
+    Daily totals are sums of these rows, so per-request costs always add up to them.
+    """
+
+    __tablename__ = "cost_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    day: str = Field(max_length=10, index=True)
+    kind: str = Field(max_length=20, index=True)  # "context" or "sync"
+    connector: str | None = Field(default=None, max_length=200, index=True)
+    agent: str | None = Field(default=None, max_length=200, index=True)
+    ref: str = Field(default="", max_length=64)  # bundle id or sync run id
+    embed_tokens: int = 0
+    embed_cpu_seconds: float = 0.0
+    served_tokens: int = 0

@@ -35,6 +35,7 @@ class StageTimer:
 
     def __init__(self, telemetry: bool = True) -> None:
         self.stages: dict[str, float] = {}
+        self.cost: dict[str, float] = {}
         self.telemetry = telemetry
 
     @contextmanager
@@ -87,8 +88,12 @@ class Retriever:
         timer = timer or StageTimer()
         now = self.clock()
         with timer.stage("embed"):
+            cpu_started = time.process_time()
             dense = self.dense.encode_query(query.query) if mode != "sparse" else None
             sparse = self.sparse.encode_query(query.query) if mode != "dense" else None
+            timer.cost["embed_cpu_seconds"] = time.process_time() - cpu_started
+            timer.cost["embed_tokens"] = self.dense.count_tokens([query.query]) if dense \
+                is not None else 0
         half_lives = self.half_lives(query.half_life_days)
         floor = self.settings.freshness_floor
         fresh = Freshness(now=now, half_life_seconds=half_lives, floor=floor) if freshness else None
@@ -134,6 +139,8 @@ class Retriever:
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "stages_ms": dict(timer.stages),
             "candidates": len(candidates),
+            "cost": {"embed_tokens": int(timer.cost.get("embed_tokens", 0)),
+                     "embed_cpu_seconds": round(timer.cost.get("embed_cpu_seconds", 0.0), 6)},
         }
         return ContextBundle(
             bundle_id=str(uuid.uuid4()), query=query.query, user_id=query.user_id,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.core.errors import InvalidInput
 from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
 from contextd.core.types import AccessScope
+from contextd.memory.costs import record_cost
 from contextd.memory.principals import effective_principals
 from contextd.retrieval.schemas import ContextQuery, bundle_json
 from contextd.retrieval.service import StageTimer
@@ -21,7 +22,8 @@ log = logging.getLogger(__name__)
 
 @router.post("/context", response_model=None,
              responses={200: {"model": ContextResponse}, 401: {}, 403: {}, 413: {}, 422: {}})
-def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey) -> Response:
+def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
+                 background: BackgroundTasks) -> Response:
     """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``."""
     settings = runtime.settings
     query = body.query.strip()
@@ -66,5 +68,10 @@ def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey) -> 
         "stages_ms": bundle.stats["stages_ms"], "latency_ms": bundle.stats["latency_ms"],
         **({"query": query} if settings.log_queries else {}),
     })
+    cost = bundle.stats["cost"]
+    background.add_task(record_cost, runtime.engine, kind="context", ref=bundle.bundle_id,
+                        agent=key.name, embed_tokens=cost["embed_tokens"],
+                        embed_cpu_seconds=cost["embed_cpu_seconds"],
+                        served_tokens=bundle.token_count)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")
