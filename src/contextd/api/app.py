@@ -38,7 +38,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
-                  redoc_url=None)
+                  redoc_url=None,
+                  # contextd owns its server spans, metrics and logs (with the rule that query
+                  # text is never recorded); FastAPI's automatic telemetry would duplicate them
+                  # and log validation errors verbatim, so it stays off.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
