@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -86,8 +87,17 @@ def test_spans_of_a_context_request_carry_stages_but_not_the_query(setup) -> Non
     with server.client(k["agent"]) as agent:
         resp = agent.post("/v1/context", json={"query": secret_query, "user_id": "ann"})
     trace_id = resp.headers["x-trace-id"]
-    spans = [s for s in EXPORTER.get_finished_spans()
-             if format(s.context.trace_id, "032x") == trace_id]
+
+    def spans_of_trace() -> list:  # type: ignore[type-arg]
+        return [s for s in EXPORTER.get_finished_spans()
+                if format(s.context.trace_id, "032x") == trace_id]
+
+    # The server span ends after the last response byte is sent: wait for it, bounded.
+    deadline = time.monotonic() + 5
+    while not any(s.name.startswith("HTTP ") for s in spans_of_trace()):
+        assert time.monotonic() < deadline, "server span never ended"
+        time.sleep(0.01)
+    spans = spans_of_trace()
     names = {s.name for s in spans}
     assert "HTTP POST /v1/context" in names
     assert {"context.principals", "context.embed", "context.search", "context.rank",
