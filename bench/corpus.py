@@ -4,6 +4,7 @@ title when more chunks are asked for than the sets hold (fallback: the sample co
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,8 @@ from contextd.core.types import SourceRecord
 from contextd.ingest.chunking import Chunker
 from contextd.ingest.pipeline import embed_text
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(os.environ.get("CONTEXTD_BENCH_DATA",
+                             Path(__file__).resolve().parents[2] / "shared" / "data"))
 SETS = ("msmarco-subset", "dbpedia-subset", "business-reports-subset", "scifact")
 ACLS = (("public",), ("group:sales",), ("group:finance",), ("group:support", "user:ann"))
 
