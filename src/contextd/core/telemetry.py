@@ -73,9 +73,6 @@ ERRORS = Counter("contextd_errors_total", "Errors answered, by error code.", ["c
                  registry=REGISTRY)
 STORE_POINTS = Gauge("contextd_store_points", "Chunks in the vector store (at scrape time).",
                      registry=REGISTRY)
-SCHEDULER_LAG = Gauge("contextd_scheduler_lag_seconds",
-                      "Seconds between a run's scheduled and actual start.", ["connector"],
-                      registry=REGISTRY)
 
 tracer = trace.get_tracer("contextd")
 _configured = False
