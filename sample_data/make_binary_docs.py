@@ -1,15 +1,19 @@
 """Regenerate the sample PDF and DOCX documents (needs fpdf2 and python-docx).
 
 The generated files are committed; contextd itself only reads them (pypdf, python-docx).
-Run: .venv/bin/pip install fpdf2 && .venv/bin/python sample_data/make_binary_docs.py
+Run: .venv/bin/pip install fpdf2 && .venv/bin/python sample_data/make_binary_docs.py [OUT]
+(OUT defaults to sample_data/docs; give another folder to check the output without
+touching the committed files). Each PDF is read back with pypdf, as contextd reads it.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import docx
 from fpdf import FPDF
+from pypdf import PdfReader
 
 HERE = Path(__file__).resolve().parent / "docs"
 
@@ -35,7 +39,12 @@ def write_pdf(path: Path, title: str, lines: list[str]) -> None:
     for line in lines:
         pdf.multi_cell(0, 8, line)
         pdf.ln(2)
+    path.parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(path))
+    text = " ".join((page.extract_text() or "") for page in PdfReader(str(path)).pages)
+    missing = [line for line in lines if " ".join(line.split()) not in " ".join(text.split())]
+    if missing:
+        raise SystemExit(f"{path}: pypdf cannot read back {missing}")
 
 
 def write_docx(path: Path, title: str, lines: list[str]) -> None:
@@ -44,19 +53,20 @@ def write_docx(path: Path, title: str, lines: list[str]) -> None:
     document.add_heading(title, level=1)
     for line in lines:
         document.add_paragraph(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
     document.save(str(path))
 
 
-def main() -> None:
-    write_pdf(HERE / "finance" / "board-deck-notes.pdf", "Board deck notes", BOARD_NOTES)
-    write_pdf(HERE / "support" / "security-policy.pdf", "Information security policy",
+def main(out: Path = HERE) -> None:
+    write_pdf(out / "finance" / "board-deck-notes.pdf", "Board deck notes", BOARD_NOTES)
+    write_pdf(out / "support" / "security-policy.pdf", "Information security policy",
               SECURITY)
-    write_docx(HERE / "finance" / "salary-bands.docx", "Salary bands 2026", [
+    write_docx(out / "finance" / "salary-bands.docx", "Salary bands 2026", [
         "Salary band E3 (senior engineer): 78,000 to 96,000 EUR.",
         "Salary band S2 (account executive): 58,000 EUR base plus commission.",
         "Salary bands are reviewed every April by finance and HR.",
     ])
-    write_docx(HERE / "sales" / "acme-account-plan.docx", "Acme Logistics account plan", [
+    write_docx(out / "sales" / "acme-account-plan.docx", "Acme Logistics account plan", [
         "Acme Logistics runs 140 Northwind R2 robots across three sites.",
         "The 2026 renewal covers fleet licences for three years; champion: Jane Porter.",
         "Risk: Acme is trialling a competitor at the Lyon site.",
@@ -64,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)

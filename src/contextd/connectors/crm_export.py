@@ -1,8 +1,8 @@
 """``crm_export``: accounts, contacts, deals and notes exported as JSON arrays or CSV.
 
-ACL = ``user:<owner>`` + ``group:<team>``. A row without owner and team fails closed: it is
-a failure value, never accidentally public. Each record names its entity (``deal:D-1``)
-and the entities it relates to (its account), so facts and supersession can follow them.
+ACL = ``user:<owner>`` + ``group:<team>``. A row with neither fails closed: it is a failure
+value, never accidentally public. Each record names its entity (``deal:D-1``) and the
+entities it relates to (its account, a note's deal), so facts can follow them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,21 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from contextd.connectors.base import ConnectorConfig, chunked, file_state, to_utc
-from contextd.core.errors import ConfigError
-from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
+from contextd.connectors.base import (
+    ConnectorConfig,
+    FileScan,
+    error_text,
+    file_state,
+    pull_files,
+    to_utc,
+)
+from contextd.core.errors import ConfigError, SourceError
+from contextd.core.types import Batch, RecordFailure, SourceRecord
 
 OBJECT_TYPES = {"accounts": "account", "contacts": "contact", "deals": "deal", "notes": "note"}
-BATCH_SIZE = 200
+SUFFIXES = (".json", ".csv")
+_NOT_DETAILS = {"id", "owner", "team", "updated_at", "account_id", "deal_id", "body", "name",
+                "title"}
 
 
 class CrmExportConfig(ConnectorConfig):
@@ -28,113 +37,151 @@ class CrmExportConfig(ConnectorConfig):
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``.json`` array or a ``.csv`` file with a header."""
+    """Rows of a ``.json`` array of objects or a ``.csv`` file with a header row."""
     if path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list):
-            raise ValueError(f"{path.name}: expected a JSON array")
+            raise ValueError(f"{path.name}: expected a JSON array of objects")
         return [row if isinstance(row, dict) else {"_invalid": row} for row in data]
     with path.open(encoding="utf-8", newline="") as fh:
         return [dict(row) for row in csv.DictReader(fh)]
 
 
-def _render(obj_type: str, row: Mapping[str, Any], accounts: Mapping[str, str]) -> tuple[str, str]:
-    account = accounts.get(str(row.get("account_id", "")), str(row.get("account_id", "")))
-    skip = {"id", "owner", "team", "updated_at", "account_id", "body", "name", "title"}
-    details = ". ".join(f"{k.replace('_', ' ').capitalize()}: {v}" for k, v in row.items()
-                        if k not in skip and v not in (None, ""))
-    owner = f"Owner: {row.get('owner')} ({row.get('team')} team)."
+def _sentence(*parts: str) -> str:
+    return " ".join(p.rstrip(".") + "." for p in parts if p)
+
+
+def render(obj_type: str, row: Mapping[str, Any], accounts: Mapping[str, str]) -> tuple[str, str]:
+    """(title, text): a readable rendering, so search matches the words people use."""
+    account_id = str(row.get("account_id") or "")
+    account = accounts.get(account_id, account_id)
+    name = str(row.get("name") or row.get("title") or row.get("id"))
+    details = _sentence(*(f"{k.replace('_', ' ').capitalize()}: {v}" for k, v in row.items()
+                          if k not in _NOT_DETAILS and v not in (None, "")))
+    owner = f"Owner: {row.get('owner') or 'none'} ({row.get('team') or 'no'} team)."
+    at = f" ({account})" if account else ""
     if obj_type == "account":
-        return f"Account: {row.get('name')}", f"Account {row.get('name')}. {details}. {owner}"
+        return f"Account: {name}", _sentence(f"Account {name}", details, owner)
     if obj_type == "contact":
-        return (f"Contact: {row.get('name')} ({account})",
-                f"Contact {row.get('name')} at {account}. {details}. {owner}")
+        return (f"Contact: {name}{at}",
+                _sentence(f"Contact {name}" + (f" at {account}" if account else ""), details,
+                          owner))
     if obj_type == "deal":
-        return (f"Deal: {row.get('name')} ({account})",
-                f"Deal {row.get('name')} with {account}. {details}. {owner}")
-    return (f"Note on {account}", f"{row.get('body') or ''}\n\n{details}. {owner}")
+        return (f"Deal: {name}{at}",
+                _sentence(f"Deal {name}" + (f" with {account}" if account else ""), details,
+                          owner))
+    deal = f" (deal {row['deal_id']})" if row.get("deal_id") else ""
+    return (f"Note on {account or name}",
+            f"{row.get('body') or ''}\n\n" + _sentence(f"Note on {account}{deal}", details, owner))
 
 
 def to_record(source: str, obj_type: str, row: Mapping[str, Any],
               accounts: Mapping[str, str]) -> SourceRecord:
     """Map one CRM row; ValueError for a row that cannot be trusted."""
-    if "_invalid" in row or not str(row.get("id") or "").strip():
+    if "_invalid" in row:
+        raise ValueError(f"row is not an object: {row['_invalid']!r}")
+    ident = str(row.get("id") or "").strip()
+    if not ident:
         raise ValueError("row has no id")
     owner, team = str(row.get("owner") or "").strip(), str(row.get("team") or "").strip()
     if not owner and not team:
         raise ValueError("row has neither owner nor team: refusing to guess its ACL")
     acl = tuple(p for p in (f"user:{owner}" if owner else "", f"group:{team}" if team else "")
                 if p)
-    key = f"{obj_type}:{row['id']}"
-    related = []
-    if row.get("account_id"):
-        related.append(f"account:{row['account_id']}")
-    if row.get("deal_id"):
-        related.append(f"deal:{row['deal_id']}")
-    title, text = _render(obj_type, row, accounts)
+    key = f"{obj_type}:{ident}"
+    related = [f"{kind}:{row[column]}" for kind, column in (("account", "account_id"),
+                                                            ("deal", "deal_id"))
+               if str(row.get(column) or "").strip()]
+    title, text = render(obj_type, row, accounts)
     return SourceRecord(
         source=source, source_id=key, kind="crm", title=title, text=text,
         updated_at=to_utc(row.get("updated_at")), acl=acl, uri=f"crm://{source}/{key}",
-        author=owner, entity_key=key, entities=tuple(related),
-        fields={"type": obj_type, **{k: v for k, v in row.items()}},
+        author=owner, entity_key=key, entities=tuple(related), fields=dict(row),
     )
 
 
+def row_id(obj_type: str, row: Mapping[str, Any]) -> str | None:
+    ident = str(row.get("id") or "").strip() if "_invalid" not in row else ""
+    return f"{obj_type}:{ident}" if ident else None
+
+
 class CrmExportConnector:
-    """A directory with ``accounts``, ``contacts``, ``deals``, ``notes`` (.json or .csv)."""
+    """A directory with ``accounts``, ``contacts``, ``deals``, ``notes`` (.json or .csv).
+
+    Cursor keys are file names. Only changed files are re-read, except that a change to
+    the accounts file re-reads everything, because account names appear in the titles of
+    contacts, deals and notes.
+    """
 
     kind: ClassVar[str] = "crm_export"
     Config: ClassVar[type[ConnectorConfig]] = CrmExportConfig
 
     def __init__(self, name: str, config: CrmExportConfig) -> None:
         self.name = name
+        self.config = config
         self.root = Path(config.path).expanduser()
 
     def _files(self) -> dict[str, Path]:
-        found = {}
-        for stem in OBJECT_TYPES:
-            for suffix in (".json", ".csv"):
-                if (self.root / f"{stem}{suffix}").is_file():
-                    found[stem] = self.root / f"{stem}{suffix}"
-        return found
+        """File name -> path of each object type present."""
+        return {f"{stem}{suffix}": self.root / f"{stem}{suffix}"
+                for stem in OBJECT_TYPES for suffix in SUFFIXES
+                if (self.root / f"{stem}{suffix}").is_file()}
 
     def check(self) -> None:
-        if not self.root.is_dir() or not self._files():
+        files = self._files() if self.root.is_dir() else {}
+        if not files:
             raise ConfigError(f"{str(self.root)!r} holds no accounts/contacts/deals/notes "
-                              ".json or .csv files", details=[{"field": "config.path"}])
+                              ".json or .csv files",
+                              details=[{"field": "config.path", "message": "no CRM files"}])
+        both = sorted(stem for stem in OBJECT_TYPES
+                      if all(f"{stem}{s}" in files for s in SUFFIXES))
+        if both:
+            raise ConfigError(f"{str(self.root)!r} has both .json and .csv for {both}: keep one",
+                              details=[{"field": "config.path", "message": "ambiguous files"}])
 
-    def _scan(self) -> tuple[list[SourceRecord], list[RecordFailure]]:
-        files = self._files()
-        rows = {stem: read_rows(path) for stem, path in files.items()}
-        accounts = {str(r.get("id")): str(r.get("name")) for r in rows.get("accounts", [])}
-        records, failures = [], []
-        for stem, table in rows.items():
-            for number, row in enumerate(table, 1):
-                try:
-                    records.append(to_record(self.name, OBJECT_TYPES[stem], row, accounts))
-                except Exception as exc:  # a malformed row is a failure value
-                    failures.append(RecordFailure(
-                        self.name, f"{stem}:{row.get('id') or f'row{number}'}",
-                        f"{type(exc).__name__}: {exc}", json.dumps(row, default=str)[:2000]))
-        return records, failures
+    def _accounts(self, files: Mapping[str, Path]) -> dict[str, str]:
+        """Account id -> name, for titles; empty if the accounts file is unreadable."""
+        path = next((p for k, p in files.items() if k.startswith("accounts.")), None)
+        try:
+            rows = read_rows(path) if path else []
+        except (OSError, ValueError):
+            return {}  # the accounts file itself reports the failure
+        return {str(r.get("id")): str(r.get("name")) for r in rows if r.get("id")}
+
+    def scan(self, key: str, path: Path, accounts: Mapping[str, str]) -> FileScan:
+        """Every row of one file; a malformed row is a failure and the rest continue."""
+        obj_type = OBJECT_TYPES[Path(key).stem]
+        found = FileScan()
+        for number, row in enumerate(read_rows(path), 1):
+            ident = row_id(obj_type, row)
+            if ident:
+                found.ids.add(ident)
+            try:
+                found.records.append(to_record(self.name, obj_type, row, accounts))
+            except Exception as exc:  # a malformed row is a failure value
+                found.failures.append(RecordFailure(
+                    self.name, ident or f"{key}#row{number}", error_text(exc),
+                    json.dumps(row, default=str)[:2000]))
+        return found
 
     def list_ids(self) -> set[str]:
+        """Ids of rows that name one; an unreadable file raises rather than hide its ids."""
         self.check()
-        return {r.source_id for r in self._scan()[0]}
+        ids: set[str] = set()
+        for key, path in self._files().items():
+            try:
+                rows = read_rows(path)
+            except (OSError, ValueError) as exc:
+                raise SourceError(f"cannot read {path}: {exc}") from exc
+            ids.update(i for row in rows if (i := row_id(OBJECT_TYPES[Path(key).stem], row)))
+        return ids
 
     def pull(self, cursor: Mapping[str, Any] | None) -> Iterator[Batch]:
         self.check()
-        state = {p.name: file_state(p) for p in self._files().values()}
-        previous = dict(cursor or {})
-        if previous.get("files") == state:
-            return
-        records, failures = self._scan()
-        ids = sorted({r.source_id for r in records})
-        tombstones = [Tombstone(self.name, i)
-                      for i in sorted(set(previous.get("ids", [])) - set(ids))]
-        groups = list(chunked(records, BATCH_SIZE)) or [[]]
-        for index, group in enumerate(groups):
-            last = index == len(groups) - 1
-            yield Batch(records=group, tombstones=tombstones if last else [],
-                        failures=failures if last else [],
-                        cursor={"files": state, "ids": ids} if last else None)
+        files = self._files()
+        states = {key: file_state(path) for key, path in files.items()}
+        accounts = self._accounts(files)
+        yield from pull_files(
+            self.name, cursor, states, lambda key: self.scan(key, files[key], accounts),
+            batch_size=self.config.batch_size,
+            rescan_all=lambda changed: any(k.startswith("accounts.") for k in changed))

@@ -1,8 +1,10 @@
 """``mbox`` and ``maildir``: one record per message, ACL = sender and every recipient.
 
 The thread id is the first Message-ID in References (else In-Reply-To, else the message's
-own id), kept in ``entities`` as ``thread:<id>``: messages of a thread are related, not
-versions of one another, so each message is its own entity and none supersedes another.
+own id). It goes in ``fields["thread_id"]`` and in ``entities`` as ``thread:<id>``, while
+``entity_key`` is the message's own ``email:<id>``: retrieval treats records sharing an
+entity_key as versions and ranks older ones below newer ones, and a reply does not
+supersede the message it answers.
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from contextd.connectors.base import ConnectorConfig, chunked, file_state, short_hash
-from contextd.core.errors import ConfigError
-from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
+from contextd.connectors.base import (
+    ConnectorConfig,
+    FileScan,
+    error_text,
+    file_state,
+    pull_files,
+    sha256_hex,
+)
+from contextd.core.errors import ConfigError, SourceError
+from contextd.core.types import Batch, RecordFailure, SourceRecord
 
-BATCH_SIZE = 200
 _PARSER = BytesParser(policy=policy.default)
 
 
@@ -31,13 +39,23 @@ class MailConfig(ConnectorConfig):
     path: str = Field(min_length=1)
 
 
-def _ids(value: str | None) -> list[str]:
-    return [part.strip("<>") for part in (value or "").split() if part.strip("<>")]
+def _ids(value: object) -> list[str]:
+    """Message-IDs in a header value, without angle brackets."""
+    return [part.strip("<>") for part in str(value or "").split() if part.strip("<>")]
+
+
+def message_id(raw: bytes, message: EmailMessage | None = None) -> str:
+    """The Message-ID, or the sha256 of the raw bytes when the message has none."""
+    header = (message if message is not None
+              else _PARSER.parsebytes(raw, headersonly=True)).get("Message-ID")
+    return (_ids(header) or [sha256_hex(raw)])[0]
 
 
 def addresses(message: EmailMessage, *headers: str) -> list[str]:
+    """Lower-cased addresses of ``headers``, in order, without duplicates."""
     values = [str(v) for h in headers for v in message.get_all(h, [])]
-    return [addr.lower() for _, addr in getaddresses(values) if "@" in addr]
+    found = [addr.lower() for _, addr in getaddresses(values) if "@" in addr]
+    return list(dict.fromkeys(found))
 
 
 def body_text(message: EmailMessage) -> str:
@@ -62,42 +80,59 @@ def to_record(source: str, raw: bytes) -> SourceRecord:
     """Map one RFC 5322 message to a record; ValueError when it cannot be trusted."""
     message = _PARSER.parsebytes(raw)
     assert isinstance(message, EmailMessage)
-    message_id = (_ids(message.get("Message-ID")) or [short_hash(raw)])[0]
+    own_id = message_id(raw, message)
     date_header = message.get("Date")
     if not date_header:
         raise ValueError("message has no Date header")
     try:
         sent_at = parsedate_to_datetime(str(date_header))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"unparseable Date header {date_header!r}") from exc
-    if sent_at.tzinfo is None:
-        raise ValueError(f"Date header without a timezone {date_header!r}")
-    sender = addresses(message, "From")
-    recipients = addresses(message, "To", "Cc")
-    if not sender and not recipients:
+        raise ValueError(f"unparseable Date header {str(date_header)!r}") from exc
+    # A naive result means "-0000" (zone unknown): RFC 5322 says the time is UTC then.
+    sent_at = sent_at.replace(tzinfo=UTC) if sent_at.tzinfo is None else sent_at.astimezone(UTC)
+    sender, to, cc = addresses(message, "From"), addresses(message, "To"), addresses(message, "Cc")
+    if not sender and not to and not cc:
         raise ValueError("message has no sender or recipient address")
     references = _ids(message.get("References"))
     in_reply_to = _ids(message.get("In-Reply-To"))
-    thread_id = (references or in_reply_to or [message_id])[0]
+    thread_id = (references or in_reply_to or [own_id])[0]
     header = (f"From: {message.get('From', '')}\nTo: {message.get('To', '')}\n"
               + (f"Cc: {message.get('Cc')}\n" if message.get("Cc") else "")
               + f"Date: {date_header}\n\n")
-    acl = tuple(sorted({f"user:{a}" for a in sender + recipients}))
     return SourceRecord(
-        source=source, source_id=message_id, kind="email",
+        source=source, source_id=own_id, kind="email",
         title=str(message.get("Subject") or "(no subject)"),
-        text=header + body_text(message), updated_at=sent_at.astimezone(UTC), acl=acl,
-        uri=f"mid:{message_id}", author=sender[0] if sender else "",
-        entity_key=f"email:{message_id}", entities=(f"thread:{thread_id}",),
-        fields={"from": sender, "to": addresses(message, "To"), "cc": addresses(message, "Cc"),
-                "thread_id": thread_id, "message_id": message_id,
+        text=header + body_text(message), updated_at=sent_at,
+        acl=tuple(sorted({f"user:{a}" for a in sender + to + cc})),
+        uri=f"mid:{own_id}", author=sender[0] if sender else "",
+        entity_key=f"email:{own_id}", entities=(f"thread:{thread_id}",),
+        fields={"from": sender[0] if sender else "", "to": to, "cc": cc,
+                "thread_id": thread_id, "message_id": own_id,
                 "in_reply_to": in_reply_to[0] if in_reply_to else None},
     )
 
 
-class _MailConnector:
-    """Shared pull logic: re-read the mailbox only when one of its files changed."""
+def scan_messages(source: str, messages: Iterator[tuple[str, bytes]]) -> FileScan:
+    """Map every (location, raw) message; a broken one is a failure named by its id."""
+    found = FileScan()
+    for location, raw in messages:
+        try:
+            ident = message_id(raw)
+        except Exception:  # headers too broken to name it: use where it sits
+            ident = location
+        found.ids.add(ident)
+        try:
+            found.records.append(to_record(source, raw))
+        except Exception as exc:  # a broken message is a failure value, never fatal
+            found.failures.append(RecordFailure(source, ident, error_text(exc),
+                                                raw[:2000].decode("utf-8", "replace")))
+    return found
 
+
+class _MailConnector:
+    """Shared pull logic: only files that changed since the cursor are re-read."""
+
+    kind: ClassVar[str]
     Config: ClassVar[type[ConnectorConfig]] = MailConfig
 
     def __init__(self, name: str, config: MailConfig) -> None:
@@ -108,85 +143,83 @@ class _MailConnector:
     def check(self) -> None:
         raise NotImplementedError
 
-    def _state(self) -> dict[str, list[int]]:
+    def _files(self) -> dict[str, Path]:
+        """Cursor key -> file holding messages."""
         raise NotImplementedError
 
-    def _messages(self) -> Iterator[tuple[str, bytes]]:
-        """(location, raw bytes) of every message."""
+    def _messages(self, key: str, path: Path) -> Iterator[tuple[str, bytes]]:
+        """(location, raw bytes) of every message in one file."""
         raise NotImplementedError
-
-    def _scan(self) -> tuple[list[SourceRecord], list[RecordFailure]]:
-        records, failures = [], []
-        for location, raw in self._messages():
-            try:
-                records.append(to_record(self.name, raw))
-            except Exception as exc:  # a broken message is a failure value, never fatal
-                failures.append(RecordFailure(self.name, location, f"{type(exc).__name__}: {exc}",
-                                              raw[:2000].decode("utf-8", "replace")))
-        return records, failures
 
     def list_ids(self) -> set[str]:
-        return {r.source_id for r in self._scan()[0]}
+        """Message ids from headers only; an unreadable file raises rather than hide ids."""
+        self.check()
+        ids: set[str] = set()
+        for key, path in self._files().items():
+            try:
+                ids.update(message_id(raw) for _, raw in self._messages(key, path))
+            except OSError as exc:
+                raise SourceError(f"cannot read {path}: {exc}") from exc
+        return ids
 
     def pull(self, cursor: Mapping[str, Any] | None) -> Iterator[Batch]:
         self.check()
-        state = self._state()
-        previous = dict(cursor or {})
-        if previous.get("files") == state:
-            return
-        records, failures = self._scan()
-        ids = sorted({r.source_id for r in records})
-        gone = sorted(set(previous.get("ids", [])) - set(ids))
-        tombstones = [Tombstone(self.name, i) for i in gone]
-        groups = list(chunked(records, BATCH_SIZE)) or [[]]
-        for index, group in enumerate(groups):
-            last = index == len(groups) - 1
-            yield Batch(records=group, tombstones=tombstones if last else [],
-                        failures=failures if last else [],
-                        cursor={"files": state, "ids": ids} if last else None)
+        files = self._files()
+        states = {key: file_state(path) for key, path in files.items()}
+        yield from pull_files(
+            self.name, cursor, states,
+            lambda key: scan_messages(self.name, self._messages(key, files[key])),
+            batch_size=self.config.batch_size)
 
 
 class MboxConnector(_MailConnector):
-    """An mbox file, or a directory of ``*.mbox`` files."""
+    """An mbox file, or a directory of ``*.mbox`` files (cursor keys are their paths)."""
 
     kind: ClassVar[str] = "mbox"
-
-    def _paths(self) -> list[Path]:
-        return sorted(self.root.glob("*.mbox")) if self.root.is_dir() else [self.root]
 
     def check(self) -> None:
         if not self.root.exists():
             raise ConfigError(f"mbox path {str(self.root)!r} does not exist",
-                              details=[{"field": "config.path"}])
+                              details=[{"field": "config.path", "message": "does not exist"}])
+        if self.root.is_dir() and not any(self.root.glob("*.mbox")):
+            raise ConfigError(f"directory {str(self.root)!r} holds no *.mbox files",
+                              details=[{"field": "config.path", "message": "no *.mbox files"}])
 
-    def _state(self) -> dict[str, list[int]]:
-        return {str(p): file_state(p) for p in self._paths()}
+    def _files(self) -> dict[str, Path]:
+        paths = sorted(self.root.glob("*.mbox")) if self.root.is_dir() else [self.root]
+        return {str(p): p for p in paths}
 
-    def _messages(self) -> Iterator[tuple[str, bytes]]:
-        for path in self._paths():
-            box = mailbox.mbox(str(path), create=False)
-            try:
-                for key in box.iterkeys():
-                    yield f"{path.name}#{key}", box.get_bytes(key)
-            finally:
-                box.close()
+    def _messages(self, key: str, path: Path) -> Iterator[tuple[str, bytes]]:
+        box = mailbox.mbox(str(path), create=False)
+        try:
+            for number, msg_key in enumerate(box.iterkeys()):
+                yield f"{path.name}#{number}", box.get_bytes(msg_key)
+        finally:
+            box.close()
 
 
 class MaildirConnector(_MailConnector):
-    """A Maildir directory (``cur/`` and ``new/``)."""
+    """A Maildir directory: one message per file in ``cur/`` and ``new/``.
+
+Files are listed and read directly (as ``mailbox.Maildir`` does) because the cursor is
+per file and a file's name is what tells which message changed.
+
+    Cursor keys are ``cur/<file>`` and ``new/<file>``; a message moving from ``new/`` to
+    ``cur/`` or changing flags is re-read under its new name, and keeps its Message-ID.
+    """
 
     kind: ClassVar[str] = "maildir"
 
     def check(self) -> None:
         if not (self.root / "cur").is_dir() and not (self.root / "new").is_dir():
             raise ConfigError(f"{str(self.root)!r} is not a Maildir (no cur/ or new/)",
-                              details=[{"field": "config.path"}])
+                              details=[{"field": "config.path", "message": "not a Maildir"}])
 
-    def _state(self) -> dict[str, list[int]]:
-        return {f"{sub}/{p.name}": file_state(p) for sub in ("cur", "new")
-                for p in sorted((self.root / sub).glob("*")) if p.is_file()}
+    def _files(self) -> dict[str, Path]:
+        # Same rules as mailbox.Maildir: files in cur/ and new/, dot files skipped.
+        return {f"{sub}/{p.name}": p for sub in ("cur", "new") if (self.root / sub).is_dir()
+                for p in sorted((self.root / sub).iterdir())
+                if p.is_file() and not p.name.startswith(".")}
 
-    def _messages(self) -> Iterator[tuple[str, bytes]]:
-        box = mailbox.Maildir(str(self.root), create=False)
-        for key in box.iterkeys():
-            yield key, box.get_bytes(key)
+    def _messages(self, key: str, path: Path) -> Iterator[tuple[str, bytes]]:
+        yield key, path.read_bytes()

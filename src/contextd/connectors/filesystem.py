@@ -1,10 +1,14 @@
 """``filesystem``: markdown, text, HTML, PDF and DOCX files under a directory.
 
 ACL per file: front matter ``acl`` if present, else the first ``acl`` rule whose glob
-matches the path relative to ``path``, else ``default_acl``. Globs use ``fnmatch``
-semantics on POSIX relative paths (``*`` also crosses ``/``), and a leading ``**/`` also
-matches files at the top level. ``updated_at`` is front matter ``updated_at`` when present,
-else the file's mtime; ``entity`` in front matter ties dated versions of one document.
+matches the path relative to ``path``, else ``default_acl``. Globs (``include`` and ACL
+rules) use :func:`fnmatch.fnmatchcase` on the POSIX relative path, so ``*`` also crosses
+``/`` (``finance/*`` and ``finance/**`` both cover the whole subtree), and a leading
+``**/`` also matches at the top level (``**/*.md`` matches ``README.md``). Files and
+folders whose name starts with a dot are skipped.
+
+``updated_at`` is front matter ``updated_at`` when present, else the file's mtime (UTC);
+front matter ``entity`` ties dated versions of one document together in ``entity_key``.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,8 +27,8 @@ from typing import Any, ClassVar
 import frontmatter
 from pydantic import Field, field_validator
 
-from contextd.connectors.base import ConnectorConfig, chunked, file_state, to_utc
-from contextd.core.errors import ConfigError
+from contextd.connectors.base import ConnectorConfig, chunked, error_text, file_state, to_utc
+from contextd.core.errors import ConfigError, SourceError
 from contextd.core.types import (
     PUBLIC,
     Batch,
@@ -33,14 +40,15 @@ from contextd.core.types import (
 
 DEFAULT_INCLUDE = ["**/*.md", "**/*.markdown", "**/*.txt", "**/*.html", "**/*.htm",
                    "**/*.pdf", "**/*.docx"]
-BATCH_SIZE = 100
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
-def _principals(value: list[str]) -> list[str]:
-    bad = [p for p in value if not is_valid_principal(p)]
+def valid_principals(value: Sequence[str]) -> list[str]:
+    """The principals, or ValueError naming the bad ones (pydantic turns it into a field error)."""
+    bad = [p for p in value if not isinstance(p, str) or not is_valid_principal(p)]
     if bad:
         raise ValueError(f"invalid principals {bad}: use public, user:<id> or group:<id>")
-    return value
+    return list(value)
 
 
 class AclRule(ConnectorConfig):
@@ -50,7 +58,7 @@ class AclRule(ConnectorConfig):
     @field_validator("principals")
     @classmethod
     def _valid(cls, value: list[str]) -> list[str]:
-        return _principals(value)
+        return valid_principals(value)
 
 
 class FilesystemConfig(ConnectorConfig):
@@ -62,23 +70,40 @@ class FilesystemConfig(ConnectorConfig):
     @field_validator("default_acl")
     @classmethod
     def _valid(cls, value: list[str]) -> list[str]:
-        return _principals(value)
+        return valid_principals(value)
 
 
 def matches(relpath: str, pattern: str) -> bool:
+    """fnmatch on the POSIX relative path; ``**/x`` also matches ``x`` at the top."""
     if fnmatch.fnmatchcase(relpath, pattern):
         return True
     return pattern.startswith("**/") and fnmatch.fnmatchcase(relpath, pattern[3:])
 
 
-def extract(path: Path) -> tuple[str, dict[str, Any], str]:
-    """(text, front matter, title found in the content) of one file."""
+def rule_acl(relpath: str, rules: Sequence[AclRule], default: Sequence[str]) -> list[str]:
+    """Principals of the first rule whose glob matches, else the default."""
+    for rule in rules:
+        if matches(relpath, rule.glob):
+            return list(rule.principals)
+    return list(default)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What a file says about itself: its text, front matter and a title from the content."""
+
+    text: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    title: str = ""
+
+
+def extract(path: Path) -> Extracted:
+    """Read and parse one file by its suffix; any exception means the file is unusable."""
     suffix = path.suffix.lower()
     if suffix in (".md", ".markdown", ".txt"):
         post = frontmatter.loads(path.read_text(encoding="utf-8"))
-        title = next((line.lstrip("#").strip() for line in post.content.splitlines()
-                      if line.startswith("# ")), "")
-        return post.content, dict(post.metadata), title
+        heading = _HEADING.search(post.content) if suffix != ".txt" else None
+        return Extracted(post.content, dict(post.metadata), heading.group(1) if heading else "")
     if suffix in (".html", ".htm"):
         from bs4 import BeautifulSoup
 
@@ -86,26 +111,56 @@ def extract(path: Path) -> tuple[str, dict[str, Any], str]:
         for tag in soup(["script", "style"]):
             tag.decompose()
         title = soup.title.get_text(strip=True) if soup.title else ""
-        body = soup.body or soup
-        return body.get_text("\n", strip=True), {}, title
+        return Extracted((soup.body or soup).get_text("\n", strip=True), {}, title)
     if suffix == ".pdf":
         from pypdf import PdfReader
 
         reader = PdfReader(str(path))
-        meta_title = str(reader.metadata.title) if reader.metadata and reader.metadata.title \
-            else ""
-        return "\n\n".join(page.extract_text() or "" for page in reader.pages), {}, meta_title
+        pages = "\n\n".join(page.extract_text() or "" for page in reader.pages)
+        if not pages.strip():
+            raise ValueError("no extractable text in the PDF (scanned or empty?)")
+        title = reader.metadata.title if reader.metadata and reader.metadata.title else ""
+        return Extracted(pages, {}, str(title))
     if suffix == ".docx":
         import docx
 
         document = docx.Document(str(path))
-        return ("\n".join(p.text for p in document.paragraphs),
-                {}, document.core_properties.title or "")
+        text = "\n".join(p.text for p in document.paragraphs)
+        return Extracted(text, {}, document.core_properties.title or "")
     raise ValueError(f"unsupported file type {suffix!r}")
 
 
+def to_record(source: str, relpath: str, uri: str, content: Extracted, mtime: datetime,
+              acl: Sequence[str]) -> SourceRecord:
+    """Map an extracted file to a record; ValueError if its front matter is unusable.
+
+    ``acl`` is what the glob rules give; front matter ``acl`` overrides it.
+    """
+    meta = content.meta
+    if "acl" in meta:
+        given = meta["acl"]
+        if not isinstance(given, list) or not given:
+            raise ValueError("front matter acl must be a non-empty list of principals")
+        acl = valid_principals([str(p) for p in given])
+    updated_at = to_utc(meta["updated_at"]) if meta.get("updated_at") else mtime
+    return SourceRecord(
+        source=source, source_id=relpath, kind="document",
+        title=str(meta.get("title") or content.title or Path(relpath).stem),
+        text=content.text, updated_at=updated_at, acl=tuple(acl), uri=uri,
+        author=str(meta.get("author") or ""),
+        entity_key=str(meta.get("entity") or f"file:{relpath}"),
+        fields={k: str(v) for k, v in meta.items() if k != "acl"},
+    )
+
+
 class FilesystemConnector:
-    """Documents from a directory tree, re-read only when their mtime or size changes."""
+    """Documents from a directory tree, re-read only when their mtime or size changes.
+
+    Cursor: ``{"config": <hash of globs and ACL rules>, "files": {relpath: [mtime_ns,
+    size]}}``. A file that fails to parse is left out of ``files`` (or keeps its old
+    state), so it is retried on the next pull; a changed ``config`` hash re-reads every
+    file, because ACLs may have changed while the files did not.
+    """
 
     kind: ClassVar[str] = "filesystem"
     Config: ClassVar[type[ConnectorConfig]] = FilesystemConfig
@@ -114,75 +169,61 @@ class FilesystemConnector:
         self.name = name
         self.config = config
         self.root = Path(config.path).expanduser()
-        self._fingerprint = hashlib.sha256(json.dumps(
-            config.model_dump(exclude={"path"}), sort_keys=True).encode()).hexdigest()[:16]
+        rules = config.model_dump(exclude={"path", "batch_size"})
+        self._fingerprint = hashlib.sha256(
+            json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
     def check(self) -> None:
         if not self.root.is_dir():
-            raise ConfigError(f"path {str(self.root)!r} is not a readable directory",
-                              details=[{"field": "config.path"}])
+            raise ConfigError(f"path {str(self.root)!r} does not exist or is not a directory",
+                              details=[{"field": "config.path", "message": "not a directory"}])
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise SourceError(f"path {str(self.root)!r} is not readable")
 
     def _files(self) -> dict[str, Path]:
         self.check()
         found = {}
         for path in sorted(self.root.rglob("*")):
-            if path.is_file():
-                rel = path.relative_to(self.root).as_posix()
-                if any(matches(rel, g) for g in self.config.include):
-                    found[rel] = path
+            rel = path.relative_to(self.root).as_posix()
+            if any(part.startswith(".") for part in rel.split("/")) or not path.is_file():
+                continue
+            if any(matches(rel, g) for g in self.config.include):
+                found[rel] = path
         return found
 
     def list_ids(self) -> set[str]:
         return set(self._files())
 
-    def acl_for(self, relpath: str) -> list[str]:
-        for rule in self.config.acl:
-            if matches(relpath, rule.glob):
-                return rule.principals
-        return self.config.default_acl
+    def read(self, relpath: str, path: Path) -> SourceRecord:
+        """Extract one file and map it (the I/O half, then the pure half)."""
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        acl = rule_acl(relpath, self.config.acl, self.config.default_acl)
+        return to_record(self.name, relpath, path.resolve().as_uri(), extract(path), mtime, acl)
 
     def pull(self, cursor: Mapping[str, Any] | None) -> Iterator[Batch]:
         files = self._files()
-        previous = dict((cursor or {}).get("files", {}))
+        previous: dict[str, Any] = dict((cursor or {}).get("files") or {})
         if (cursor or {}).get("config") != self._fingerprint:
-            previous = {}  # ACL rules or globs changed: re-read all (hashes skip the rest)
+            previous = {}  # rules changed: re-read all (the ingestor skips unchanged text)
         state = {rel: st for rel, st in previous.items() if rel in files}
-        gone = sorted(set(previous) - set(files))
+        tombstones = [Tombstone(self.name, rel) for rel in sorted(set(previous) - set(files))]
         changed = [rel for rel, path in files.items() if previous.get(rel) != file_state(path)]
-        tombstones = [Tombstone(self.name, rel) for rel in gone]
         if not changed:
-            yield Batch(tombstones=tombstones, cursor=self._cursor(state))
+            if tombstones:
+                yield Batch(tombstones=tombstones, cursor=self._cursor(state))
             return
-        for group in chunked(changed, BATCH_SIZE):
+        for group in chunked(changed, self.config.batch_size):
             records, failures = [], []
             for rel in group:
                 try:
-                    records.append(self.to_record(rel, files[rel]))
-                    state[rel] = file_state(files[rel])
+                    before = file_state(files[rel])
+                    records.append(self.read(rel, files[rel]))
+                    state[rel] = before
                 except Exception as exc:  # any parse error becomes a failure value
-                    failures.append(RecordFailure(self.name, rel, f"{type(exc).__name__}: {exc}"))
+                    failures.append(RecordFailure(self.name, rel, error_text(exc)))
             yield Batch(records=records, tombstones=tombstones, failures=failures,
                         cursor=self._cursor(state))
             tombstones = []
 
-    def _cursor(self, state: dict[str, list[int]]) -> dict[str, Any]:
+    def _cursor(self, state: Mapping[str, list[int]]) -> dict[str, Any]:
         return {"config": self._fingerprint, "files": dict(state)}
-
-    def to_record(self, relpath: str, path: Path) -> SourceRecord:
-        text, meta, content_title = extract(path)
-        if "updated_at" in meta:
-            updated_at = to_utc(meta["updated_at"])
-        else:
-            updated_at = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        acl = meta.get("acl") or self.acl_for(relpath)
-        if not isinstance(acl, list) or not acl:
-            raise ValueError("front matter acl must be a non-empty list")
-        _principals([str(p) for p in acl])
-        return SourceRecord(
-            source=self.name, source_id=relpath, kind="document",
-            title=str(meta.get("title") or content_title or path.stem),
-            text=text, updated_at=updated_at, acl=tuple(str(p) for p in acl),
-            uri=path.resolve().as_uri(), author=str(meta.get("author") or ""),
-            entity_key=str(meta.get("entity") or f"file:{relpath}"),
-            fields={k: str(v) for k, v in meta.items() if k not in ("acl",)},
-        )

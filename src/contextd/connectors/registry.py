@@ -37,7 +37,8 @@ def build_connector(name: str, kind: str, config: dict[str, Any]) -> Connector:
     """Validate ``config`` for ``kind`` and build the connector; ConfigError names the field."""
     cls = get_connector_class(kind)
     if not isinstance(config, dict):
-        raise ConfigError("config must be an object", details=[{"field": "config"}])
+        raise ConfigError("config must be an object",
+                          details=[{"field": "config", "message": "expected an object"}])
     try:
         parsed = cls.Config.model_validate(config)
     except ValidationError as exc:

@@ -1,0 +1,40 @@
+"""Helpers for connector tests: drain a pull, index what it yielded, bump a file's mtime."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from contextd.connectors.base import Connector
+from contextd.core.types import Batch, RecordFailure, SourceRecord
+from tests.conftest import SAMPLE_DATA
+
+MANIFEST = {c["name"]: c for c in json.loads((SAMPLE_DATA / "connectors.json").read_text())}
+
+
+def pull_all(connector: Connector, cursor: Mapping[str, Any] | None = None
+             ) -> tuple[list[Batch], Mapping[str, Any] | None]:
+    """Every batch of one pull and the cursor to resume from (the last one given)."""
+    batches = list(connector.pull(cursor))
+    last = next((b.cursor for b in reversed(batches) if b.cursor is not None), cursor)
+    return batches, last
+
+
+def records(batches: list[Batch]) -> dict[str, SourceRecord]:
+    return {r.source_id: r for b in batches for r in b.records}
+
+
+def failures(batches: list[Batch]) -> list[RecordFailure]:
+    return [f for b in batches for f in b.failures]
+
+
+def tombstones(batches: list[Batch]) -> list[str]:
+    return [t.source_id for b in batches for t in b.tombstones]
+
+
+def touch(path: Path, seconds: int = 1_900_000_000) -> None:
+    """Give a file an mtime no earlier write could have, so the change is always seen."""
+    os.utime(path, ns=(seconds * 10**9, seconds * 10**9))
