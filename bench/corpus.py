@@ -47,24 +47,26 @@ def queries(limit: int) -> list[str]:
     return [found[i % len(found)] for i in range(limit)]
 
 
-def build(chunks: int, chunker: Chunker) -> tuple[list[SourceRecord], list[str]]:
-    """Records whose chunking yields about ``chunks`` chunks, and the exact texts embedded."""
+def build(chunks: int, chunker: Chunker) -> tuple[list[SourceRecord], list[list[str]]]:
+    """Records whose chunking yields about ``chunks`` chunks, and per record the exact texts
+    the ingest path embeds for it."""
     base = list(_docs())
     records: list[SourceRecord] = []
-    texts: list[str] = []
+    texts: list[list[str]] = []
+    total = 0
     start = datetime(2026, 1, 1, tzinfo=UTC)
     copy = 0
-    while len(texts) < chunks:
+    while total < chunks:
         for doc_id, title, text in base:
             marked = title if copy == 0 else f"{title} (copy {copy})"
             record = SourceRecord(
                 source="bench", source_id=f"{doc_id}#{copy}", kind="document", title=marked,
                 text=text, updated_at=start + timedelta(minutes=len(records)),
                 acl=ACLS[len(records) % len(ACLS)])
-            pieces = chunker.split(record)
             records.append(record)
-            texts.extend(embed_text(marked, p) for p in pieces)
-            if len(texts) >= chunks:
+            texts.append([embed_text(marked, p) for p in chunker.split(record)])
+            total += len(texts[-1])
+            if total >= chunks:
                 break
         copy += 1
     return records, texts

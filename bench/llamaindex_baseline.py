@@ -1,5 +1,6 @@
 """The baseline most teams start from: LlamaIndex ``VectorStoreIndex`` on qdrant-client's
-local mode, with the same model (vectors computed once, reused, so only querying differs)."""
+local mode, with the same model (vectors computed once, reused, so only querying differs)
+and the same ACLs, filtered with LlamaIndex metadata filters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import TextNode
+from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
 from llama_index.vector_stores.qdrant import QdrantVectorStore
 from pydantic import PrivateAttr
 from qdrant_client import QdrantClient
@@ -38,19 +40,27 @@ class SharedModelEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
-def run(encoder: Any, texts: Sequence[str], vectors: np.ndarray, queries: Sequence[str],
-        top_k: int = 20) -> dict[str, Any]:
-    """Insert the chunks with their vectors, then time ``retrieve`` per query."""
+def run(encoder: Any, texts: Sequence[str], vectors: np.ndarray, acls: Sequence[list[str]],
+        queries: Sequence[str], principals: Sequence[str], top_k: int = 20) -> dict[str, Any]:
+    """Insert the chunks with their vectors and ACLs, then time ``retrieve`` per query, with
+    the caller's ACL as a metadata filter (what an access-scoped service must do) and
+    without it."""
     workdir = tempfile.mkdtemp(prefix="contextd-bench-li-")
     client = QdrantClient(path=workdir)
     store = QdrantVectorStore(client=client, collection_name="baseline", batch_size=256)
-    nodes = [TextNode(text=t, embedding=v.tolist(), id_=str(uuid.uuid5(uuid.NAMESPACE_OID, str(i))))
-             for i, (t, v) in enumerate(zip(texts, vectors, strict=True))]
+    nodes = [TextNode(text=t, embedding=v.tolist(), metadata={"acl": acl},
+                      id_=str(uuid.uuid5(uuid.NAMESPACE_OID, str(i))))
+             for i, (t, v, acl) in enumerate(zip(texts, vectors, acls, strict=True))]
     embed = SharedModelEmbedding(encoder)
     insert_s, index = timed(lambda: VectorStoreIndex(
         nodes, storage_context=StorageContext.from_defaults(vector_store=store),
         embed_model=embed, show_progress=False))
-    retriever = index.as_retriever(similarity_top_k=top_k)
-    samples = [timed(lambda q=q: retriever.retrieve(q))[0] for q in queries]
+    acl_filter = MetadataFilters(filters=[
+        MetadataFilter(key="acl", value=list(principals), operator=FilterOperator.IN)])
+    scoped = index.as_retriever(similarity_top_k=top_k, filters=acl_filter)
+    unscoped = index.as_retriever(similarity_top_k=top_k)
+    samples = [timed(lambda q=q: scoped.retrieve(q))[0] for q in queries]
+    open_samples = [timed(lambda q=q: unscoped.retrieve(q))[0] for q in queries]
     client.close()
-    return {"insert_s": round(insert_s, 1), "queries": len(samples), **latency_ms(samples)}
+    return {"insert_s": round(insert_s, 1), "queries": len(samples), **latency_ms(samples),
+            "unfiltered": latency_ms(open_samples)}

@@ -42,8 +42,9 @@ def make_runtime(tmp_path: Path, encoder: SentenceTransformerEncoder
         settings = Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
         runtime = Runtime(settings, dense_encoder=encoder)
         if store == "server":
-            from contextd.core.server_store import ServerStore
             from qdrant_client import QdrantClient
+
+            from contextd.core.server_store import ServerStore
 
             runtime._store = ServerStore(QdrantClient(":memory:"), "test", encoder.dim)
         made.append(runtime)

@@ -47,8 +47,9 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     settings_ = Settings(data_dir=tmp_path_factory.mktemp(f"acl-{request.param}"))
     runtime = Runtime(settings_, dense_encoder=encoder)
     if request.param == "server":
-        from contextd.core.server_store import ServerStore
         from qdrant_client import QdrantClient
+
+        from contextd.core.server_store import ServerStore
 
         runtime._store = ServerStore(QdrantClient(":memory:"), "acl", encoder.dim)
     load_demo(runtime, SAMPLE_DATA)

@@ -13,6 +13,7 @@ from contextd.retrieval.ranking import (
     Candidate,
     drop_near_duplicates,
     freshness_factor,
+    item_tokens,
     pack,
     supersede,
 )
@@ -84,3 +85,11 @@ def test_freshness_factor_matches_half_life_and_floor() -> None:
     assert freshness_factor(0, 10, 0.75) == 1.0
     assert abs(freshness_factor(10, 10, 0.75) - 0.875) < 1e-12
     assert freshness_factor(10**9, 10, 0.75) >= 0.75
+
+
+@settings(max_examples=2000, deadline=None)
+@given(title=st.text(max_size=40), text=st.text(min_size=1, max_size=200))
+def test_item_tokens_split_at_the_title_newline_is_exact(title: str, text: str) -> None:
+    """Packing adds a cached title count to the count stored at ingest; it must equal the
+    count of the item as served, or budgets would be off."""
+    assert item_tokens(title, text, count_tokens(text)) == count_tokens(f"{title}\n{text}")

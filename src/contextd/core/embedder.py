@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -98,6 +98,11 @@ class SentenceTransformerEncoder:
         """One unit vector for a query."""
         return self._encode([text], "query")[0]
 
+
+    def submit_query(self, text: str) -> Future[np.ndarray]:
+        """Start embedding a query on the model thread; the caller works meanwhile."""
+        return self._worker.submit(lambda: self._encode_here([text], "query")[0])
+
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Model tokens the texts cost, as the model sees them (truncated at its maximum)."""
         if not texts:
@@ -107,13 +112,16 @@ class SentenceTransformerEncoder:
         return sum(len(ids) for ids in encoded["input_ids"])
 
     def _encode(self, texts: Sequence[str], purpose: str) -> np.ndarray:
+        return self._worker.submit(self._encode_here, texts, purpose).result()
+
+    def _encode_here(self, texts: Sequence[str], purpose: str) -> np.ndarray:
+        """Encode on the calling thread: only ever called on the model thread."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         started = time.perf_counter()
-        vectors = self._worker.submit(
-            self.model.encode, list(texts), batch_size=self.batch_size,
-            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
-        ).result()
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size,
+                                    normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
         EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         EMBED_BATCH.labels(purpose).observe(len(texts))
         return np.asarray(vectors, dtype=np.float32)

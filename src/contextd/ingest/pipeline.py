@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
 from contextd.core.store import ChunkPoint, DocumentRef, PayloadUpdate, VectorStore, WriteBatch
+from contextd.core.tokens import count_tokens
 from contextd.core.types import SourceRecord, Tombstone, iso, utcnow
 from contextd.ingest.chunking import Chunker
 from contextd.memory.documents import get_documents, save_documents
@@ -206,7 +207,10 @@ class Ingestor:
         payloads: dict[int, dict[str, Any]] = {}
         for i, (plan, cid, index, text) in enumerate(todo):
             base = payloads.setdefault(id(plan), document_payload(plan.record, plan.version))
+            # cl100k tokens of the text, counted once here so packing a bundle never
+            # re-tokenizes stored text (see ranking.item_tokens).
             payload = {**base, "text": text, "chunk_index": index,
+                       "text_tokens": count_tokens(text),
                        "content_hash": hashlib.sha256(text.encode()).hexdigest()}
             batch.upserts.append(ChunkPoint(cid, dense[i].tolist(), sparse[i], payload))
         return len(todo)

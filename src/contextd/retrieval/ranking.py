@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import numpy as np
 
@@ -90,6 +91,22 @@ def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> l
     return kept
 
 
+@lru_cache(maxsize=4096)
+def _title_line_tokens(title: str) -> int:
+    return count_tokens(f"{title}\n")
+
+
+def item_tokens(title: str, text: str, text_tokens: object = None) -> int:
+    """cl100k tokens of an item as served (title line + text), exactly.
+
+    With the text's count stored at ingest this is two cached lookups: cl100k never merges
+    across a newline followed by a non-space character, so the count splits exactly there.
+    """
+    if isinstance(text_tokens, int) and text[:1] and not text[:1].isspace():
+        return _title_line_tokens(title) + text_tokens
+    return count_tokens(f"{title}\n{text}")
+
+
 @dataclass(slots=True)
 class Packed:
     """A candidate as packed, possibly with its text cut to fit the budget."""
@@ -114,7 +131,7 @@ def pack(candidates: Sequence[Candidate], *, budget: int, top_k: int) -> tuple[l
             break
         title = str(cand.hit.payload.get("title") or "")
         text = str(cand.hit.payload.get("text") or "")
-        tokens = count_tokens(f"{title}\n{text}")
+        tokens = item_tokens(title, text, cand.hit.payload.get("text_tokens"))
         if used + tokens <= budget:
             packed.append(Packed(cand, text, tokens))
             used += tokens

@@ -9,12 +9,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime
 
+import numpy as np
+
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
 from contextd.core.settings import Settings
-from contextd.core.store import Freshness, SearchMode, SearchQuery, VectorStore
+from contextd.core.store import Freshness, SearchMode, SearchQuery, SparseVec, VectorStore
 from contextd.core.telemetry import CONTEXT_STAGE, span
 from contextd.core.types import AccessScope, utcnow
 from contextd.retrieval.ranking import (
@@ -27,6 +30,8 @@ from contextd.retrieval.ranking import (
 from contextd.retrieval.schemas import BundleItem, ContextBundle, ContextQuery
 
 DAY = 86400.0
+
+ScopeSource = AccessScope | Callable[[], AccessScope]
 
 
 class StageTimer:
@@ -81,19 +86,40 @@ class Retriever:
         days = {**self.settings.half_life_days, **overrides}
         return {kind: value * DAY for kind, value in days.items()}
 
-    def search(self, query: ContextQuery, scope: AccessScope, *, limit: int,
-               mode: SearchMode = "hybrid", timer: StageTimer | None = None,
-               freshness: bool = True) -> list[Candidate]:
-        """Scoped engine search returning candidates with relevance and freshness split."""
-        timer = timer or StageTimer()
-        now = self.clock()
+    def _embed(self, query: ContextQuery, scope: ScopeSource, mode: SearchMode,
+               timer: StageTimer) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
+        """Query vectors and the resolved scope. The dense model runs on its own thread
+        while this one encodes BM25 and resolves the scope (a directory lookup), so those
+        cost no wall time; ``stages_ms`` shows them overlapping ``embed``."""
         with timer.stage("embed"):
             cpu_started = time.process_time()
-            dense = self.dense.encode_query(query.query) if mode != "sparse" else None
+            pending: Future[np.ndarray] | None = None
+            dense: np.ndarray | None = None
+            if mode != "sparse":
+                submit = getattr(self.dense, "submit_query", None)
+                if submit is not None:
+                    pending = submit(query.query)
+                else:
+                    dense = self.dense.encode_query(query.query)
             sparse = self.sparse.encode_query(query.query) if mode != "dense" else None
+            resolved = scope() if callable(scope) else scope
+            if pending is not None:
+                dense = pending.result()
             timer.cost["embed_cpu_seconds"] = time.process_time() - cpu_started
             timer.cost["embed_tokens"] = self.dense.count_tokens([query.query]) if dense \
                 is not None else 0
+        return dense, sparse, resolved
+
+    def search(self, query: ContextQuery, scope: ScopeSource, *, limit: int,
+               mode: SearchMode = "hybrid", timer: StageTimer | None = None,
+               freshness: bool = True) -> list[Candidate]:
+        """Scoped engine search returning candidates with relevance and freshness split.
+
+        ``scope`` may be a callable so its lookup overlaps the query embedding.
+        """
+        timer = timer or StageTimer()
+        now = self.clock()
+        dense, sparse, scope = self._embed(query, scope, mode, timer)
         half_lives = self.half_lives(query.half_life_days)
         floor = self.settings.freshness_floor
         fresh = Freshness(now=now, half_life_seconds=half_lives, floor=floor) if freshness else None
@@ -120,7 +146,7 @@ class Retriever:
                                         score=relevance * factor))
         return candidates
 
-    def bundle(self, query: ContextQuery, scope: AccessScope,
+    def bundle(self, query: ContextQuery, scope: ScopeSource,
                timer: StageTimer | None = None) -> ContextBundle:
         """A packed, cited bundle of what ``scope`` may see that best answers ``query``."""
         timer = timer or StageTimer()

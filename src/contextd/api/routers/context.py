@@ -43,16 +43,18 @@ def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
         raise InvalidInput("half_life_days values must be > 0",
                            details=[{"field": "freshness.half_life_days"}])
     timer = StageTimer(telemetry=settings.telemetry_enabled)
-    with timer.stage("principals"):
-        principals = effective_principals(runtime.engine, user_id=body.user_id)
-    scope = AccessScope(
-        principals=principals,
-        sources=frozenset(body.sources) if body.sources else None,
-        kinds=frozenset(body.kinds) if body.kinds else None,
-    )
+    sources = frozenset(body.sources) if body.sources else None
+    kinds = frozenset(body.kinds) if body.kinds else None
+
+    def scope() -> AccessScope:
+        # Resolved while the query embeds (see Retriever.search); read on every request.
+        with timer.stage("principals"):
+            principals = effective_principals(runtime.engine, user_id=body.user_id)
+        return AccessScope(principals=principals, sources=sources, kinds=kinds)
+
     request = ContextQuery(
         query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
-        kinds=scope.kinds, sources=scope.sources,
+        kinds=kinds, sources=sources,
         half_life_days={str(k): v for k, v in freshness.half_life_days.items()}
         if freshness else {},
         freshness_enabled=freshness.enabled if freshness else True,
