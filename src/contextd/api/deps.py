@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contextd.api.threads import in_thread
 from contextd.core.errors import AuthenticationFailed, PermissionDenied
 from contextd.memory.keys import ApiKey, authenticate
 from contextd.runtime import Runtime
@@ -34,7 +34,7 @@ async def current_key(
     """The caller's active API key, or 401."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
-    return await run_in_threadpool(authenticate, runtime.engine, credentials.credentials)
+    return await in_thread(authenticate, runtime.engine, credentials.credentials)
 
 
 def require_roles(*roles: str):  # type: ignore[no-untyped-def]

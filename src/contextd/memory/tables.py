@@ -106,3 +106,36 @@ class CostEvent(SQLModel, table=True):
     embed_tokens: int = 0
     embed_cpu_seconds: float = 0.0
     served_tokens: int = 0
+
+
+class BundleServed(SQLModel, table=True):
+    """One context bundle as served: who asked, what came back, how long it took.
+
+    The quality metrics (accuracy, freshness, accessibility, completeness) and memory
+    recall read these rows; ``items`` keeps each item's id, source, source_id, kind,
+    doc_version, updated_at and score so accuracy can be checked against the documents
+    table later. The query text is kept only when ``log_queries`` allows; its hash always.
+    """
+
+    __tablename__ = "bundles_served"
+
+    bundle_id: str = Field(primary_key=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    key_id: str = Field(default="", max_length=32, index=True)
+    agent: str = Field(default="", max_length=200, index=True)
+    user_id: str = Field(max_length=200, index=True)
+    session_id: str | None = Field(default=None, max_length=200, index=True)
+    query_hash: str = Field(max_length=64)
+    query: str | None = None
+    kinds_requested: list[str] = Field(default_factory=list,
+                                       sa_column=Column(JSON, nullable=False))
+    items: list[dict[str, Any]] = Field(default_factory=list,
+                                        sa_column=Column(JSON, nullable=False))
+    token_budget: int = 0
+    token_count: int = 0
+    candidates: int = 0
+    latency_ms: float = 0.0
+    stages_ms: dict[str, float] = Field(default_factory=dict,
+                                        sa_column=Column(JSON, nullable=False))

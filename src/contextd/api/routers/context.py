@@ -8,13 +8,17 @@ from fastapi import APIRouter, BackgroundTasks, Response
 
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
+from contextd.api.threads import in_thread
 from contextd.core.errors import InvalidInput
 from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
 from contextd.core.types import AccessScope
+from contextd.memory.bundles import record_bundle
 from contextd.memory.costs import record_cost
+from contextd.memory.keys import ApiKey
 from contextd.memory.principals import effective_principals
 from contextd.retrieval.schemas import ContextQuery, bundle_json
 from contextd.retrieval.service import StageTimer
+from contextd.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["context"])
 log = logging.getLogger(__name__)
@@ -22,9 +26,15 @@ log = logging.getLogger(__name__)
 
 @router.post("/context", response_model=None,
              responses={200: {"model": ContextResponse}, 401: {}, 403: {}, 413: {}, 422: {}})
-def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
-                 background: BackgroundTasks) -> Response:
+async def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
+                       background: BackgroundTasks) -> Response:
     """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``."""
+    return await in_thread(serve_context, body, runtime, key, background)
+
+
+def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
+                  background: BackgroundTasks) -> Response:
+    """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
     settings = runtime.settings
     query = body.query.strip()
     if not query:
@@ -75,5 +85,8 @@ def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
                         agent=key.name, embed_tokens=cost["embed_tokens"],
                         embed_cpu_seconds=cost["embed_cpu_seconds"],
                         served_tokens=bundle.token_count)
+    background.add_task(record_bundle, runtime.engine, bundle, key_id=key.id, agent=key.name,
+                        session_id=body.session_id, kinds=sorted(kinds or ()),
+                        token_budget=body.token_budget, keep_query=settings.log_queries)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")

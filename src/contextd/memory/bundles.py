@@ -1,0 +1,40 @@
+"""Bundles served: one row per context response, written after the response is sent."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from contextd.memory.db import session_scope
+from contextd.memory.tables import BundleServed
+from contextd.retrieval.schemas import ContextBundle
+
+
+def query_hash(query: str) -> str:
+    """What identifies a query without keeping its text."""
+    return hashlib.sha256(query.encode()).hexdigest()
+
+
+def served_items(bundle: ContextBundle) -> list[dict[str, Any]]:
+    return [{"id": i.id, "source": i.source, "source_id": i.source_id, "kind": i.kind,
+             "doc_version": i.doc_version, "updated_at": i.updated_at, "score": i.score,
+             "tokens": i.tokens} for i in bundle.items]
+
+
+def record_bundle(engine: Engine, bundle: ContextBundle, *, key_id: str, agent: str,
+                  session_id: str | None, kinds: list[str], token_budget: int,
+                  keep_query: bool) -> None:
+    """Append the served bundle (never updated afterwards)."""
+    stats = bundle.stats
+    with session_scope(engine) as session:
+        session.add(BundleServed(
+            bundle_id=bundle.bundle_id, created_at=bundle.generated_at, key_id=key_id,
+            agent=agent, user_id=bundle.user_id, session_id=session_id,
+            query_hash=query_hash(bundle.query), query=bundle.query if keep_query else None,
+            kinds_requested=sorted(kinds), items=served_items(bundle),
+            token_budget=token_budget, token_count=bundle.token_count,
+            candidates=int(stats.get("candidates", 0)),
+            latency_ms=float(stats.get("latency_ms", 0.0)),
+            stages_ms=dict(stats.get("stages_ms", {}))))
