@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 
 from contextd import __version__
 from contextd.api.errors import install_error_handlers
+from contextd.api.ratelimit import make_rate_limiter
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from contextd.api.routers import context, costs, health, keys, metrics, principals
 from contextd.core.logging import configure_logging
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                   # and log validation errors verbatim, so it stays off.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.runtime = runtime
+    app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
                    metrics.router, costs.router):

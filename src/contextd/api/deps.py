@@ -11,8 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contextd.api.ratelimit import RateLimiter
 from contextd.api.threads import in_thread
-from contextd.core.errors import AuthenticationFailed, PermissionDenied
+from contextd.core.errors import AuthenticationFailed, PayloadTooLarge, PermissionDenied, RateLimited
+from contextd.core.telemetry import RATE_LIMITED
 from contextd.memory.keys import ApiKey, authenticate
 from contextd.runtime import Runtime
 
@@ -27,14 +29,35 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+def _admit(runtime: Runtime, limiter: RateLimiter, token: str) -> ApiKey:
+    """Authenticate, then take one token from the key's bucket (one thread hop for both)."""
+    key = authenticate(runtime.engine, token)
+    settings = runtime.settings
+    decision = limiter.take(key.id, rate_per_minute=key.policy.rate_per_minute
+                            or settings.rate_limit_per_minute,
+                            burst=key.policy.burst or settings.rate_limit_burst)
+    if not decision.allowed:
+        RATE_LIMITED.labels(key.name).inc()
+        raise RateLimited(f"rate limit of API key {key.id!r} exceeded; retry later",
+                          retry_after=decision.retry_after)
+    return key
+
+
 async def current_key(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    """The caller's active API key, or 401."""
+    """The caller's active API key within its rate and request-size limits; else 401/429/413."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
-    return await in_thread(authenticate, runtime.engine, credentials.credentials)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    key = await in_thread(_admit, runtime, limiter, credentials.credentials)
+    max_bytes = key.policy.max_request_bytes
+    if max_bytes is not None and len(await request.body()) > max_bytes:
+        raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",
+                              details=[{"field": "body", "limit": max_bytes}])
+    return key
 
 
 def require_roles(*roles: str):  # type: ignore[no-untyped-def]

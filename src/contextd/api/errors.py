@@ -7,6 +7,7 @@ and answered with a generic 500.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,6 +26,7 @@ STATUS: dict[type[e.ContextdError], int] = {
     e.PayloadTooLarge: 413,
     e.AuthenticationFailed: 401,
     e.PermissionDenied: 403,
+    e.RateLimited: 429,
     e.NotFound: 404,
     e.Conflict: 409,
     e.Unavailable: 503,
@@ -63,6 +65,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_of(exc)
         ERRORS.labels(exc.code).inc()
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, e.RateLimited):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers)
 
     @app.exception_handler(RequestValidationError)

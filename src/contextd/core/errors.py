@@ -5,6 +5,7 @@
     ├── PayloadTooLarge         request body past the limit (413)
     ├── AuthenticationFailed    missing, unknown or revoked key (401)
     ├── PermissionDenied        key lacks the role (403)
+    ├── RateLimited             key over its rate limit; retry after ``retry_after`` s (429)
     ├── NotFound                (404)
     ├── Conflict                (409)
     ├── ConfigError             bad service or connector configuration (422 / startup)
@@ -44,6 +45,14 @@ class AuthenticationFailed(ContextdError):
 
 class PermissionDenied(ContextdError):
     code = "forbidden"
+
+
+class RateLimited(ContextdError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class NotFound(ContextdError):

@@ -6,6 +6,7 @@ instead of patching the environment.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +49,14 @@ class Settings(BaseSettings):
     telemetry_enabled: bool = True
     otlp_endpoint: str | None = None
     trace_console: bool = False
+    # issue 4: keys, rate limits, audit, redaction
+    redis_url: str | None = None
+    rate_limit_per_minute: int = Field(6000, ge=1)
+    rate_limit_burst: int = Field(200, ge=1)
+    key_rotation_grace_seconds: int = Field(86400, ge=0)
+    audit_query_text: bool = False
+    redact_default_patterns: bool = True
+    redact_patterns: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("half_life_days")
     @classmethod
@@ -58,6 +67,16 @@ class Settings(BaseSettings):
         if any(v <= 0 for v in value.values()):
             raise ValueError("half_life_days values must be > 0")
         return {**DEFAULT_HALF_LIFE_DAYS, **value}
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redact_patterns[{name!r}] is not a valid regex: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> Settings:

@@ -71,6 +71,10 @@ EMBED_TOKENS = Counter("contextd_embedding_tokens_total",
                        "Model (wordpiece) tokens embedded.", ["purpose"], registry=REGISTRY)
 ERRORS = Counter("contextd_errors_total", "Errors answered, by error code.", ["code"],
                  registry=REGISTRY)
+RATE_LIMITED = Counter("contextd_rate_limited_total", "Requests refused with 429, per key name.",
+                       ["agent"], registry=REGISTRY)
+REDACTIONS = Counter("contextd_redactions_total", "Matches masked in served text, by rule.",
+                     ["rule"], registry=REGISTRY)
 STORE_POINTS = Gauge("contextd_store_points", "Chunks in the vector store (at scrape time).",
                      registry=REGISTRY)
 

@@ -111,6 +111,13 @@ class AccessScope:
     sources: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
 
+    def narrowed(self, *, sources: frozenset[str] | None = None,
+                 kinds: frozenset[str] | None = None) -> AccessScope:
+        """This scope intersected with more limits (None: no limit); it never widens."""
+        return AccessScope(principals=self.principals,
+                           sources=_intersect(self.sources, sources),
+                           kinds=_intersect(self.kinds, kinds))
+
     @property
     def is_empty(self) -> bool:
         """True when nothing can match, so the engine need not be asked."""
@@ -119,3 +126,9 @@ class AccessScope:
             or (self.sources is not None and not self.sources)
             or (self.kinds is not None and not self.kinds)
         )
+
+
+def _intersect(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    if a is None:
+        return b
+    return a if b is None else a & b

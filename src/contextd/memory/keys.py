@@ -3,6 +3,10 @@
 A key reads ``ctxd_<id>_<secret>``: the id finds the row, the secret is compared by
 hash. Secrets carry 256 bits of randomness, so a fast hash is enough (no password
 stretching needed), and it keeps authentication off the latency budget.
+
+Each key has a policy (its scope: sources and kinds; its rate and output limits).
+Rotation issues a new secret and keeps the old one valid for a grace period, so agents
+can switch over without downtime.
 """
 
 from __future__ import annotations
@@ -14,16 +18,43 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
-from contextd.core.errors import AuthenticationFailed, InvalidInput, NotFound
-from contextd.core.types import as_utc, utcnow
+from contextd.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from contextd.core.types import KINDS, as_utc, utcnow
 from contextd.memory.db import session_scope
-from contextd.memory.tables import ApiKeyRow
+from contextd.memory.tables import ApiKeyPolicy, ApiKeyRow, RetiredKeySecret
 
 ROLES = ("admin", "agent", "analyst")
 _PREFIX = "ctxd_"
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    """A key's scope and limits; None means "not narrowed" / "the service default"."""
+
+    sources: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    rate_per_minute: int | None = None
+    burst: int | None = None
+    max_token_budget: int | None = None
+    max_top_k: int | None = None
+    max_request_bytes: int | None = None
+
+    def validated(self) -> KeyPolicy:
+        """Self, or InvalidInput naming the offending field."""
+        if self.sources is not None and any(not s or len(s) > 200 for s in self.sources):
+            raise InvalidInput("sources must be names of 1-200 characters",
+                               details=[{"field": "sources"}])
+        if self.kinds is not None and not self.kinds <= set(KINDS):
+            raise InvalidInput(f"kinds must be among {list(KINDS)}", details=[{"field": "kinds"}])
+        for name in ("rate_per_minute", "burst", "max_token_budget", "max_top_k",
+                     "max_request_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidInput(f"{name} must be >= 1", details=[{"field": name}])
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,29 +67,91 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    policy: KeyPolicy = KeyPolicy()
 
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _public(row: ApiKeyRow) -> ApiKey:
-    return ApiKey(row.id, row.name, row.role, row.created_at, row.last_used_at, row.revoked_at)
+def _policy(row: ApiKeyPolicy | None) -> KeyPolicy:
+    if row is None:
+        return KeyPolicy()
+    return KeyPolicy(
+        sources=None if row.sources is None else frozenset(row.sources),
+        kinds=None if row.kinds is None else frozenset(row.kinds),
+        rate_per_minute=row.rate_per_minute, burst=row.burst,
+        max_token_budget=row.max_token_budget, max_top_k=row.max_top_k,
+        max_request_bytes=row.max_request_bytes)
 
 
-def create_key(engine: Engine, *, name: str, role: str) -> tuple[ApiKey, str]:
+def _policy_row(key_id: str, policy: KeyPolicy) -> ApiKeyPolicy:
+    return ApiKeyPolicy(
+        key_id=key_id, sources=None if policy.sources is None else sorted(policy.sources),
+        kinds=None if policy.kinds is None else sorted(policy.kinds),
+        rate_per_minute=policy.rate_per_minute, burst=policy.burst,
+        max_token_budget=policy.max_token_budget, max_top_k=policy.max_top_k,
+        max_request_bytes=policy.max_request_bytes)
+
+
+def _public(row: ApiKeyRow, policy: ApiKeyPolicy | None = None) -> ApiKey:
+    return ApiKey(row.id, row.name, row.role, row.created_at, row.last_used_at, row.revoked_at,
+                  _policy(policy))
+
+
+def _new_secret(key_id: str) -> tuple[str, str]:
+    """(full key string, hash of its secret part)."""
+    secret = secrets.token_urlsafe(32)
+    return f"{_PREFIX}{key_id}_{secret}", _hash(secret)
+
+
+def create_key(engine: Engine, *, name: str, role: str,
+               policy: KeyPolicy | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns it and the full key string, which is never stored or shown again."""
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {list(ROLES)}", details={"field": "role"})
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidInput("name must be 1-200 characters", details={"field": "name"})
+    policy = (policy or KeyPolicy()).validated()
     key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
-    row = ApiKeyRow(id=key_id, name=name, role=role, secret_hash=_hash(secret))
+    token, secret_hash = _new_secret(key_id)
+    row = ApiKeyRow(id=key_id, name=name, role=role, secret_hash=secret_hash)
+    policy_row = _policy_row(key_id, policy)
     with session_scope(engine) as session:
         session.add(row)
-    return _public(row), f"{_PREFIX}{key_id}_{secret}"
+        session.add(policy_row)
+    return _public(row, policy_row), token
+
+
+def set_policy(engine: Engine, *, key_id: str, policy: KeyPolicy) -> ApiKey:
+    """Replace a key's scope and limits; the next request of the key is held to them."""
+    policy = policy.validated()
+    with session_scope(engine) as session:
+        row = session.get(ApiKeyRow, key_id)
+        if row is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        policy_row = session.merge(_policy_row(key_id, policy))
+        return _public(row, policy_row)
+
+
+def rotate_key(engine: Engine, *, key_id: str, grace: timedelta) -> tuple[ApiKey, str, datetime]:
+    """Give an active key a new secret; the old one keeps working until the returned time."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        row = session.get(ApiKeyRow, key_id)
+        if row is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        if row.revoked_at is not None:
+            raise Conflict(f"API key {key_id!r} is revoked; create a new key instead")
+        token, secret_hash = _new_secret(key_id)
+        valid_until = now + grace
+        if grace > timedelta(0):
+            session.add(RetiredKeySecret(secret_hash=row.secret_hash, key_id=key_id,
+                                         valid_until=valid_until))
+        row.secret_hash = secret_hash
+        session.add(row)
+        return _public(row, session.get(ApiKeyPolicy, key_id)), token, valid_until
 
 
 def authenticate(engine: Engine, token: str) -> ApiKey:
@@ -73,23 +166,26 @@ def authenticate(engine: Engine, token: str) -> ApiKey:
         row = session.get(ApiKeyRow, key_id)
         if row is None or row.revoked_at is not None:
             raise failure
-        if not hmac.compare_digest(row.secret_hash, _hash(secret)):
-            raise failure
         now = utcnow()
+        presented = _hash(secret)
+        if not hmac.compare_digest(row.secret_hash, presented):
+            retired = session.get(RetiredKeySecret, presented)
+            if (retired is None or retired.key_id != key_id
+                    or as_utc(retired.valid_until) <= now):
+                raise failure
         last = row.last_used_at
         if last is None or now - as_utc(last) > _LAST_USED_RESOLUTION:
             row.last_used_at = now
             session.add(row)
             session.commit()
-        return _public(row)
-
-
+        return _public(row, session.get(ApiKeyPolicy, key_id))
 
 def list_keys(engine: Engine) -> list[ApiKey]:
     """Every key, newest first, without secrets."""
     with Session(engine) as session:
-        rows = session.exec(select(ApiKeyRow).order_by(col(ApiKeyRow.created_at).desc()))
-        return [_public(r) for r in rows]
+        rows = session.exec(select(ApiKeyRow).order_by(col(ApiKeyRow.created_at).desc())).all()
+        policies = {p.key_id: p for p in session.exec(select(ApiKeyPolicy))}
+        return [_public(r, policies.get(r.id)) for r in rows]
 
 
 def revoke_key(engine: Engine, *, key_id: str) -> ApiKey:
@@ -101,4 +197,5 @@ def revoke_key(engine: Engine, *, key_id: str) -> ApiKey:
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.add(row)
-        return _public(row)
+        session.exec(delete(RetiredKeySecret).where(col(RetiredKeySecret.key_id) == key_id))
+        return _public(row, session.get(ApiKeyPolicy, key_id))

@@ -139,3 +139,62 @@ class BundleServed(SQLModel, table=True):
     latency_ms: float = 0.0
     stages_ms: dict[str, float] = Field(default_factory=dict,
                                         sa_column=Column(JSON, nullable=False))
+
+
+# --- issue 4: access scope as a hard limit (key policies, rotation, audit log) -----------
+
+
+class ApiKeyPolicy(SQLModel, table=True):
+    """What one API key may see and how much it may ask: its scope, rate and output limits.
+
+    ``sources`` / ``kinds`` of None mean "not narrowed"; a list narrows every request of
+    the key (intersected with the request's own filters and the user's ACL). Limits of None
+    fall back to the service-wide settings.
+    """
+
+    __tablename__ = "api_key_policies"
+
+    key_id: str = Field(primary_key=True, max_length=32)
+    sources: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    kinds: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    rate_per_minute: int | None = None
+    burst: int | None = None
+    max_token_budget: int | None = None
+    max_top_k: int | None = None
+    max_request_bytes: int | None = None
+
+
+class RetiredKeySecret(SQLModel, table=True):
+    """A rotated-out secret that still authenticates until ``valid_until`` (the grace period)."""
+
+    __tablename__ = "api_key_retired_secrets"
+
+    secret_hash: str = Field(primary_key=True, max_length=64)
+    key_id: str = Field(max_length=32, index=True)
+    valid_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class AuditEvent(SQLModel, table=True):
+    """One append-only audit entry: a context request or an admin action.
+
+    Rows are only ever inserted (``memory.audit`` has no update or delete path).
+    """
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    action: str = Field(max_length=64, index=True)  # e.g. context.request, key.create
+    outcome: str = Field(default="ok", max_length=32, index=True)
+    actor_key_id: str = Field(default="", max_length=32, index=True)
+    actor: str = Field(default="", max_length=200, index=True)  # the key's name
+    user_id: str | None = Field(default=None, max_length=200, index=True)
+    target: str | None = Field(default=None, max_length=300)
+    query_hash: str | None = Field(default=None, max_length=64)
+    query: str | None = None
+    item_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    latency_ms: float | None = None
+    redactions: int = 0
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

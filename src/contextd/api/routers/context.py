@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
-from contextd.core.errors import InvalidInput
+from contextd.api.access import audit_context, check_key_limits, redact_bundle
+from contextd.core.errors import ContextdError, InvalidInput
 from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.memory.bundles import record_bundle
@@ -35,6 +37,16 @@ async def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKe
 def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
                   background: BackgroundTasks) -> Response:
     """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
+    started = time.perf_counter()
+    try:
+        return _serve_context(body, runtime, key, background)
+    except ContextdError as exc:  # refused requests are audited too (issue 4)
+        audit_context(runtime, key, body, outcome=exc.code, started=started)
+        raise
+
+
+def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
+                   background: BackgroundTasks) -> Response:
     settings = runtime.settings
     query = body.query.strip()
     if not query:
@@ -48,6 +60,7 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     if body.top_k > settings.max_top_k:
         raise InvalidInput(f"top_k exceeds the limit of {settings.max_top_k}",
                            details=[{"field": "top_k"}])
+    check_key_limits(key, body)
     freshness = body.freshness
     if freshness and any(v <= 0 for v in freshness.half_life_days.values()):
         raise InvalidInput("half_life_days values must be > 0",
@@ -60,7 +73,10 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         # Resolved while the query embeds (see Retriever.search); read on every request.
         with timer.stage("principals"):
             principals = effective_principals(runtime.engine, user_id=body.user_id)
-        return AccessScope(principals=principals, sources=sources, kinds=kinds)
+        # The key's scope and the request's filters only ever narrow the user's ACL.
+        return AccessScope(principals).narrowed(
+            sources=key.policy.sources, kinds=key.policy.kinds).narrowed(
+            sources=sources, kinds=kinds)
 
     request = ContextQuery(
         query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
@@ -71,6 +87,7 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         session_id=body.session_id,
     )
     bundle = runtime.retriever.bundle(request, scope, timer)
+    redactions = redact_bundle(settings, bundle)
     if settings.telemetry_enabled:
         TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
         CONTEXT_ITEMS.observe(len(bundle.items))
@@ -88,5 +105,7 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     background.add_task(record_bundle, runtime.engine, bundle, key_id=key.id, agent=key.name,
                         session_id=body.session_id, kinds=sorted(kinds or ()),
                         token_budget=body.token_budget, keep_query=settings.log_queries)
+    background.add_task(audit_context, runtime, key, body, outcome="ok", bundle=bundle,
+                        redactions=redactions)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")

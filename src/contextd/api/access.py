@@ -1,0 +1,68 @@
+"""What ``POST /v1/context`` applies per key besides the ACL: output limits, redaction, audit.
+
+Kept out of the router so the route stays a short sequence of calls.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+from contextd.api.schemas import ContextRequestIn
+from contextd.core.errors import InvalidInput
+from contextd.core.settings import Settings
+from contextd.core.telemetry import REDACTIONS
+from contextd.memory import audit
+from contextd.memory.bundles import query_hash
+from contextd.memory.keys import ApiKey
+from contextd.retrieval.redaction import Redactor
+from contextd.retrieval.schemas import ContextBundle
+from contextd.runtime import Runtime
+
+
+def check_key_limits(key: ApiKey, body: ContextRequestIn) -> None:
+    """Refuse a request past the key's own ``max_token_budget`` / ``max_top_k`` (422)."""
+    policy = key.policy
+    for field, asked, limit in (("token_budget", body.token_budget, policy.max_token_budget),
+                                ("top_k", body.top_k, policy.max_top_k)):
+        if limit is not None and asked > limit:
+            raise InvalidInput(f"{field} exceeds this key's limit of {limit}",
+                               details=[{"field": field, "limit": limit}])
+
+
+@lru_cache(maxsize=8)
+def _redactor(patterns: tuple[tuple[str, str], ...], defaults: bool) -> Redactor:
+    return Redactor(dict(patterns), defaults=defaults)
+
+
+def redact_bundle(settings: Settings, bundle: ContextBundle) -> dict[str, int]:
+    """Mask the configured patterns in the bundle's text; counts per rule (also metered)."""
+    redactor = _redactor(tuple(sorted(settings.redact_patterns.items())),
+                         settings.redact_default_patterns)
+    counts = redactor.redact_bundle(bundle)
+    if settings.telemetry_enabled:
+        for rule, n in counts.items():
+            REDACTIONS.labels(rule).inc(n)
+    return counts
+
+
+def audit_context(runtime: Runtime, key: ApiKey, body: ContextRequestIn, *, outcome: str,
+                  bundle: ContextBundle | None = None, started: float | None = None,
+                  redactions: dict[str, int] | None = None) -> None:
+    """One ``context.request`` audit entry: who asked for whom, what was served, how fast."""
+    settings = runtime.settings
+    if bundle is not None:
+        latency = float(bundle.stats.get("latency_ms", 0.0))
+    else:
+        latency = round((time.perf_counter() - (started or time.perf_counter())) * 1000, 3)
+    details: dict[str, object] = {"token_budget": body.token_budget, "top_k": body.top_k}
+    if bundle is not None:
+        details |= {"bundle_id": bundle.bundle_id, "token_count": bundle.token_count}
+    if redactions:
+        details["redactions_by_rule"] = redactions
+    audit.record(
+        runtime.engine, action="context.request", actor_key_id=key.id, actor=key.name,
+        outcome=outcome, user_id=body.user_id, query_hash=query_hash(body.query),
+        query=body.query if settings.audit_query_text else None,
+        item_ids=[i.id for i in bundle.items] if bundle else (), latency_ms=latency,
+        redactions=sum((redactions or {}).values()), details=details)

@@ -1,0 +1,92 @@
+"""Mask sensitive patterns (card numbers, national ids, configured regexes) in served text.
+
+Runs on the packed bundle, just before it is serialized, so whatever the sources hold,
+an agent never receives a matching string; the count goes to the audit log. Card
+numbers are masked only when their digits pass the Luhn check, so order numbers and
+phone numbers of the same length are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from contextd.core.tokens import count_tokens
+from contextd.retrieval.schemas import ContextBundle
+
+# 13-19 digits, optionally grouped by single spaces or dashes.
+_CARD = r"\b\d(?:[ -]?\d){12,18}\b"
+DEFAULT_PATTERNS: dict[str, str] = {
+    "card_number": _CARD,
+    # US social security number (area 000/666/9xx, group 00 and serial 0000 are never issued).
+    "us_ssn": r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b",
+    # UK national insurance number.
+    "uk_nino": r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+               r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+}
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum used by every payment card number."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _is_card(match: str) -> bool:
+    digits = re.sub(r"\D", "", match)
+    return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    name: str
+    pattern: re.Pattern[str]
+    accept: Callable[[str], bool] | None = None
+
+
+class Redactor:
+    """Applies every rule to a text; returns the masked text and how many matches it hid."""
+
+    def __init__(self, patterns: Mapping[str, str], *, defaults: bool = True) -> None:
+        rules = {**(DEFAULT_PATTERNS if defaults else {}), **patterns}
+        self.rules = tuple(
+            _Rule(name, re.compile(regex), _is_card if name == "card_number" and
+                  regex == _CARD else None)
+            for name, regex in rules.items())
+
+    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+        """The masked text and the number of matches hidden per rule."""
+        counts: dict[str, int] = {}
+        for rule in self.rules:
+            def mask(match: re.Match[str], rule: _Rule = rule) -> str:
+                if rule.accept is not None and not rule.accept(match.group(0)):
+                    return match.group(0)
+                counts[rule.name] = counts.get(rule.name, 0) + 1
+                return f"[REDACTED:{rule.name}]"
+
+            text = rule.pattern.sub(mask, text)
+        return text, counts
+
+    def redact_bundle(self, bundle: ContextBundle) -> dict[str, int]:
+        """Mask every item's text and title in place (token counts recomputed); per-rule counts."""
+        total: dict[str, int] = {}
+        for item in bundle.items:
+            text, in_text = self.redact(item.text)
+            title, in_title = self.redact(item.title)
+            if in_text:
+                item.text = text
+                item.tokens = count_tokens(text)
+            if in_title:
+                item.title = title
+            for counts in (in_text, in_title):
+                for name, n in counts.items():
+                    total[name] = total.get(name, 0) + n
+        if total:
+            bundle.token_count = sum(i.tokens for i in bundle.items)
+        return total
