@@ -11,9 +11,9 @@ from fastapi.routing import APIRoute
 
 from contextd import __version__
 from contextd.api.errors import install_error_handlers
-from contextd.api.ratelimit import make_rate_limiter
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from contextd.api.routers import context, costs, health, keys, metrics, principals
+from contextd.api.ratelimit import make_rate_limiter
+from contextd.api.routers import audit, context, costs, health, keys, metrics, principals
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router):
+                   metrics.router, costs.router, audit.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)

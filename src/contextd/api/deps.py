@@ -13,7 +13,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from contextd.api.ratelimit import RateLimiter
 from contextd.api.threads import in_thread
-from contextd.core.errors import AuthenticationFailed, PayloadTooLarge, PermissionDenied, RateLimited
+from contextd.core.errors import (
+    AuthenticationFailed,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+)
 from contextd.core.telemetry import RATE_LIMITED
 from contextd.memory.keys import ApiKey, authenticate
 from contextd.runtime import Runtime

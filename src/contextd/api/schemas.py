@@ -93,9 +93,42 @@ class PrincipalOut(BaseModel):
     principals: list[str]
 
 
+class GroupParentsIn(Strict):
+    parents: list[str] = Field(max_length=1000)
+
+
+class GroupParentsOut(BaseModel):
+    group_id: str
+    parents: list[str]
+
+
+class KeyPolicyIn(Strict):
+    """A key's scope (None: not narrowed) and limits (None: the service defaults)."""
+
+    sources: list[str] | None = Field(None, max_length=1000, description=(
+        "Sources (connector names) this key may read; intersected with every request."))
+    kinds: list[KindName] | None = Field(None, description="Kinds this key may read.")
+    rate_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+    burst: int | None = Field(None, ge=1, le=100_000)
+    max_token_budget: int | None = Field(None, ge=1, le=10_000_000)
+    max_top_k: int | None = Field(None, ge=1, le=100_000)
+    max_request_bytes: int | None = Field(None, ge=1, le=1 << 30)
+
+
 class KeyCreateIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["admin", "agent", "analyst"]
+    policy: KeyPolicyIn | None = None
+
+
+class KeyPolicyOut(BaseModel):
+    sources: list[str] | None
+    kinds: list[str] | None
+    rate_per_minute: int | None
+    burst: int | None
+    max_token_budget: int | None
+    max_top_k: int | None
+    max_request_bytes: int | None
 
 
 class KeyOut(BaseModel):
@@ -105,10 +138,54 @@ class KeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    policy: KeyPolicyOut
 
 
 class KeyCreatedOut(KeyOut):
     key: str = Field(description="The full key. Shown once; only its hash is stored.")
+
+
+class KeyRotatedOut(KeyCreatedOut):
+    previous_valid_until: datetime = Field(
+        description="Until when the previous secret still authenticates (the grace period).")
+
+
+class GroupsImportIn(Strict):
+    """A membership export (CSV or LDIF text) that replaces everything ``origin`` set before."""
+
+    format: Literal["csv", "ldif"]
+    content: str = Field(min_length=1, max_length=4_000_000)
+    origin: str = Field("import", min_length=1, max_length=200, pattern=r"^[^\s]+$")
+
+
+class GroupsImportOut(BaseModel):
+    origin: str
+    memberships: int
+    added: int
+    removed: int
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    created_at: datetime
+    action: str
+    outcome: str
+    actor_key_id: str
+    actor: str
+    user_id: str | None
+    target: str | None
+    query_hash: str | None
+    query: str | None
+    item_ids: list[str]
+    latency_ms: float | None
+    redactions: int
+    details: dict[str, Any]
+
+
+class AuditPageOut(BaseModel):
+    events: list[AuditEventOut]
+    next_before_id: int | None = Field(
+        description="Pass as ``before_id`` for the next (older) page; null on the last page.")
 
 
 class HealthOut(BaseModel):

@@ -42,6 +42,21 @@ def set_user_groups(engine: Engine, *, user_id: str, groups: Iterable[str],
     return wanted
 
 
+def set_group_parents(engine: Engine, *, group_id: str, parents: Iterable[str],
+                      origin: str = "api") -> list[str]:
+    """Replace the groups that group ``group_id`` is a member of (nested groups)."""
+    group_id = _check_ident(group_id, "group_id")
+    wanted = sorted({_check_ident(g, "group") for g in parents})
+    if group_id in wanted:
+        raise InvalidInput("a group cannot contain itself", details={"field": "parents"})
+    member = f"group:{group_id}"
+    with session_scope(engine) as session:
+        session.exec(delete(GroupMember).where(col(GroupMember.member) == member))
+        for parent in wanted:
+            session.add(GroupMember(group_id=parent, member=member, origin=origin))
+    return wanted
+
+
 def get_user_groups(engine: Engine, *, user_id: str) -> list[str] | None:
     """Direct groups of a user, or None if the user is unknown."""
     with Session(engine) as session:
@@ -70,3 +85,33 @@ def effective_principals(engine: Engine, *, user_id: str) -> frozenset[str]:
             principals |= groups
             frontier = groups
     return frozenset(principals)
+
+
+def replace_memberships(engine: Engine, *, origin: str,
+                        memberships: Iterable[tuple[str, str]]) -> tuple[int, int]:
+    """Make the edges set by ``origin`` exactly ``memberships`` ((group, member) pairs).
+
+    One transaction: readers see the old set or the new one, never a mix. Edges another
+    origin set (the API, another source) are left alone. Returns (added, removed).
+    """
+    wanted: set[tuple[str, str]] = set()
+    for group, member in memberships:
+        prefix, _, ident = member.partition(":")
+        if prefix not in ("user", "group"):
+            raise InvalidInput(f"invalid member {member!r}", details={"field": "member"})
+        wanted.add((_check_ident(group, "group"), f"{prefix}:{_check_ident(ident, prefix)}"))
+    with session_scope(engine) as session:
+        existing = {(m.group_id, m.member): m.origin for m in session.exec(select(GroupMember))}
+        stale = [pair for pair, o in existing.items() if o == origin and pair not in wanted]
+        for group, member in stale:
+            session.exec(delete(GroupMember).where(col(GroupMember.group_id) == group,
+                                                   col(GroupMember.member) == member))
+        new = sorted(wanted - set(existing))
+        for group, member in new:
+            session.add(GroupMember(group_id=group, member=member, origin=origin))
+        users = {m.partition(":")[2] for _, m in wanted if m.startswith("user:")}
+        known = set(session.exec(select(UserRow.user_id).where(
+            col(UserRow.user_id).in_(sorted(users))))) if users else set()
+        for user_id in sorted(users - known):
+            session.add(UserRow(user_id=user_id))
+    return len(new), len(stale)

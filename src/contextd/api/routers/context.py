@@ -7,10 +7,10 @@ import time
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
+from contextd.api.access import audit_context, check_key_limits, redact_bundle
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
-from contextd.api.access import audit_context, check_key_limits, redact_bundle
 from contextd.core.errors import ContextdError, InvalidInput
 from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
 from contextd.core.types import AccessScope

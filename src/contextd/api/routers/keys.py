@@ -1,32 +1,115 @@
-"""``/v1/keys``: create (shown once), list (never the secret), revoke."""
+"""``/v1/keys``: create (shown once), list (never the secret), revoke, rotate, set policy.
+
+Every change is written to the audit log; secrets never are.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from contextd.api.deps import AdminKey, RuntimeDep
-from contextd.api.schemas import KeyCreatedOut, KeyCreateIn, KeyOut
-from contextd.memory.keys import create_key, list_keys, revoke_key
+from contextd.api.schemas import (
+    KeyCreatedOut,
+    KeyCreateIn,
+    KeyOut,
+    KeyPolicyIn,
+    KeyPolicyOut,
+    KeyRotatedOut,
+)
+from contextd.memory import audit
+from contextd.memory.keys import (
+    ApiKey,
+    KeyPolicy,
+    create_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+    set_policy,
+)
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
+KeyId = Annotated[str, Path(min_length=1, max_length=32)]
+
+
+def _policy_in(body: KeyPolicyIn | None) -> KeyPolicy:
+    if body is None:
+        return KeyPolicy()
+    return KeyPolicy(
+        sources=None if body.sources is None else frozenset(body.sources),
+        kinds=None if body.kinds is None else frozenset(body.kinds),
+        rate_per_minute=body.rate_per_minute, burst=body.burst,
+        max_token_budget=body.max_token_budget, max_top_k=body.max_top_k,
+        max_request_bytes=body.max_request_bytes)
+
+
+def _policy_out(policy: KeyPolicy) -> KeyPolicyOut:
+    return KeyPolicyOut(
+        sources=None if policy.sources is None else sorted(policy.sources),
+        kinds=None if policy.kinds is None else sorted(policy.kinds),
+        rate_per_minute=policy.rate_per_minute, burst=policy.burst,
+        max_token_budget=policy.max_token_budget, max_top_k=policy.max_top_k,
+        max_request_bytes=policy.max_request_bytes)
+
+
+def key_out(key: ApiKey) -> KeyOut:
+    return KeyOut(id=key.id, name=key.name, role=key.role, created_at=key.created_at,
+                  last_used_at=key.last_used_at, revoked_at=key.revoked_at,
+                  policy=_policy_out(key.policy))
+
+
+def _audit(runtime: RuntimeDep, actor: ApiKey, action: str, key: ApiKey, **details: object
+           ) -> None:
+    audit.record(runtime.engine, action=action, actor_key_id=actor.id, actor=actor.name,
+                 target=f"key:{key.id}", details={"name": key.name, "role": key.role,
+                                                  **details})
 
 
 @router.post("", response_model=KeyCreatedOut, status_code=201,
-             responses={401: {}, 403: {}, 422: {}})
-def post_key(body: KeyCreateIn, runtime: RuntimeDep, _: AdminKey) -> KeyCreatedOut:
-    key, secret = create_key(runtime.engine, name=body.name, role=body.role)
-    return KeyCreatedOut(**asdict(key), key=secret)
+             responses={401: {}, 403: {}, 422: {}, 429: {}})
+def post_key(body: KeyCreateIn, runtime: RuntimeDep, admin: AdminKey) -> KeyCreatedOut:
+    """Create a key; the response holds the full key, which is never shown again."""
+    key, secret = create_key(runtime.engine, name=body.name, role=body.role,
+                             policy=_policy_in(body.policy))
+    _audit(runtime, admin, "key.create", key,
+           policy=_policy_out(key.policy).model_dump(exclude_none=True))
+    return KeyCreatedOut(**key_out(key).model_dump(), key=secret)
 
 
-@router.get("", response_model=list[KeyOut], responses={401: {}, 403: {}})
+@router.get("", response_model=list[KeyOut], responses={401: {}, 403: {}, 429: {}})
 def get_keys(runtime: RuntimeDep, _: AdminKey) -> list[KeyOut]:
-    return [KeyOut(**asdict(k)) for k in list_keys(runtime.engine)]
+    """Every key with its created/last-used/revoked times and policy, never a secret."""
+    return [key_out(k) for k in list_keys(runtime.engine)]
 
 
-@router.delete("/{key_id}", response_model=KeyOut, responses={401: {}, 403: {}, 404: {}})
-def delete_key(key_id: Annotated[str, Path(min_length=1, max_length=32)], runtime: RuntimeDep,
-               _: AdminKey) -> KeyOut:
-    return KeyOut(**asdict(revoke_key(runtime.engine, key_id=key_id)))
+@router.delete("/{key_id}", response_model=KeyOut,
+               responses={401: {}, 403: {}, 404: {}, 422: {}, 429: {}})
+def delete_key(key_id: KeyId, runtime: RuntimeDep, admin: AdminKey) -> KeyOut:
+    """Revoke a key (and any rotated-out secret of it); its next request gets 401."""
+    key = revoke_key(runtime.engine, key_id=key_id)
+    _audit(runtime, admin, "key.revoke", key)
+    return key_out(key)
+
+
+@router.post("/{key_id}/rotate", response_model=KeyRotatedOut,
+             responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}, 429: {}})
+def post_rotate(key_id: KeyId, runtime: RuntimeDep, admin: AdminKey) -> KeyRotatedOut:
+    """A new secret for the key; the old one keeps working for the configured grace period."""
+    grace = timedelta(seconds=runtime.settings.key_rotation_grace_seconds)
+    key, secret, valid_until = rotate_key(runtime.engine, key_id=key_id, grace=grace)
+    _audit(runtime, admin, "key.rotate", key, previous_valid_until=valid_until.isoformat())
+    return KeyRotatedOut(**key_out(key).model_dump(), key=secret,
+                         previous_valid_until=valid_until)
+
+
+@router.put("/{key_id}/policy", response_model=KeyOut,
+            responses={401: {}, 403: {}, 404: {}, 422: {}, 429: {}})
+def put_policy(key_id: KeyId, body: KeyPolicyIn, runtime: RuntimeDep,
+               admin: AdminKey) -> KeyOut:
+    """Replace the key's scope and limits; its next request is held to them."""
+    key = set_policy(runtime.engine, key_id=key_id, policy=_policy_in(body))
+    _audit(runtime, admin, "key.policy", key,
+           policy=_policy_out(key.policy).model_dump(exclude_none=True))
+    return key_out(key)
