@@ -91,4 +91,6 @@ def query(engine: Engine, flt: AuditFilter, *, limit: int = 100,
         rows = list(session.exec(stmt))
     more = len(rows) > limit
     rows = rows[:limit]
+    for row in rows:  # SQLite hands back naive datetimes; every one stored is UTC
+        row.created_at = as_utc(row.created_at)
     return rows, (rows[-1].id if more and rows else None)

@@ -95,8 +95,11 @@ def _policy_row(key_id: str, policy: KeyPolicy) -> ApiKeyPolicy:
 
 
 def _public(row: ApiKeyRow, policy: ApiKeyPolicy | None = None) -> ApiKey:
-    return ApiKey(row.id, row.name, row.role, row.created_at, row.last_used_at, row.revoked_at,
-                  _policy(policy))
+    def utc(value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    return ApiKey(row.id, row.name, row.role, as_utc(row.created_at), utc(row.last_used_at),
+                  utc(row.revoked_at), _policy(policy))
 
 
 def _new_secret(key_id: str) -> tuple[str, str]:

@@ -1,0 +1,47 @@
+"""Fixtures for the access tests: SQL engines on SQLite and on a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from contextd.memory.db import create_schema, make_engine
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, uniquely named database on the local PostgreSQL, dropped afterwards."""
+    name = f"ctxd_access_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The service's engine on both supported databases."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'access.db'}"
+        engine = make_engine(url)
+        create_schema(engine)
+        yield engine
+        engine.dispose()
+        return
+    pg = request.getfixturevalue("pg_url")
+    engine = make_engine(pg)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
