@@ -20,6 +20,7 @@ from contextd.core.errors import (
     RateLimited,
 )
 from contextd.core.telemetry import RATE_LIMITED
+from contextd.memory import audit
 from contextd.memory.keys import ApiKey, authenticate
 from contextd.runtime import Runtime
 
@@ -34,7 +35,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _admit(runtime: Runtime, limiter: RateLimiter, token: str) -> ApiKey:
+def _admit(runtime: Runtime, limiter: RateLimiter, token: str, path: str) -> ApiKey:
     """Authenticate, then take one token from the key's bucket (one thread hop for both)."""
     key = authenticate(runtime.engine, token)
     settings = runtime.settings
@@ -43,6 +44,9 @@ def _admit(runtime: Runtime, limiter: RateLimiter, token: str) -> ApiKey:
                             burst=key.policy.burst or settings.rate_limit_burst)
     if not decision.allowed:
         RATE_LIMITED.labels(key.name).inc()
+        audit.record(runtime.engine, action="request.rate_limited", outcome="rate_limited",
+                     actor_key_id=key.id, actor=key.name, target=path,
+                     details={"retry_after": round(decision.retry_after, 3)})
         raise RateLimited(f"rate limit of API key {key.id!r} exceeded; retry later",
                           retry_after=decision.retry_after)
     return key
@@ -57,7 +61,7 @@ async def current_key(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
     limiter: RateLimiter = request.app.state.rate_limiter
-    key = await in_thread(_admit, runtime, limiter, credentials.credentials)
+    key = await in_thread(_admit, runtime, limiter, credentials.credentials, request.url.path)
     max_bytes = key.policy.max_request_bytes
     if max_bytes is not None and len(await request.body()) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",
