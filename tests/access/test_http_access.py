@@ -77,8 +77,10 @@ def test_every_route_refuses_missing_revoked_and_wrong_role_keys(
         allowed = _roles_of(route.dependant)
         assert allowed, f"{route.path} declares no roles"
         for method in sorted(route.methods or ()):
-            call: Callable[[httpx.Client], httpx.Response] = (
-                lambda c, m=method: c.request(m, path, json={}))
+            def call(client: httpx.Client, method: str = method, path: str = path
+                     ) -> httpx.Response:
+                return client.request(method, path, json={})
+
             with server.client() as anon:
                 resp = call(anon)
                 assert resp.status_code == 401, (method, path, resp.text)

@@ -36,8 +36,9 @@ def test_national_ids_and_configured_patterns() -> None:
 
 
 def test_bundle_text_and_titles_are_masked_and_recounted() -> None:
-    item = BundleItem(id="c1", kind="document", source="s", source_id="d", title="Card 4111111111111111",
-                      uri="", text="Pay with 4111 1111 1111 1111 today. " * 3,
+    item = BundleItem(id="c1", kind="document", source="s", source_id="d",
+                      title="Card 4111111111111111", uri="",
+                      text="Pay with 4111 1111 1111 1111 today. " * 3,
                       updated_at="", score=1, relevance=1, freshness=1, citation="", tokens=60)
     bundle = ContextBundle(bundle_id="b", query="q", user_id="u",
                            generated_at=datetime.now(UTC), items=[item], memory=[],
