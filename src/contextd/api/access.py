@@ -8,16 +8,30 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
+from sqlalchemy.engine import Engine
+
 from contextd.api.schemas import ContextRequestIn
 from contextd.core.errors import InvalidInput
 from contextd.core.settings import Settings
 from contextd.core.telemetry import REDACTIONS
+from contextd.core.types import AccessScope
 from contextd.memory import audit
 from contextd.memory.bundles import query_hash
-from contextd.memory.keys import ApiKey
+from contextd.memory.keys import ApiKey, KeyPolicy
+from contextd.memory.principals import effective_principals
 from contextd.retrieval.redaction import Redactor
 from contextd.retrieval.schemas import ContextBundle
 from contextd.runtime import Runtime
+
+
+def context_scope(engine: Engine, *, user_id: str, key: KeyPolicy,
+                  sources: frozenset[str] | None, kinds: frozenset[str] | None) -> AccessScope:
+    """The visible set of a context request: the user's ACL principals (read now, never
+    cached), narrowed by the key's scope and then by the request's own filters. Applied
+    inside the vector query by both store adapters; it can only ever shrink."""
+    principals = effective_principals(engine, user_id=user_id)
+    return AccessScope(principals).narrowed(sources=key.sources, kinds=key.kinds).narrowed(
+        sources=sources, kinds=kinds)
 
 
 def check_key_limits(key: ApiKey, body: ContextRequestIn) -> None:

@@ -7,7 +7,12 @@ import time
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
-from contextd.api.access import audit_context, check_key_limits, redact_bundle
+from contextd.api.access import (
+    audit_context,
+    check_key_limits,
+    context_scope,
+    redact_bundle,
+)
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
@@ -17,7 +22,6 @@ from contextd.core.types import AccessScope
 from contextd.memory.bundles import record_bundle
 from contextd.memory.costs import record_cost
 from contextd.memory.keys import ApiKey
-from contextd.memory.principals import effective_principals
 from contextd.retrieval.schemas import ContextQuery, bundle_json
 from contextd.retrieval.service import StageTimer
 from contextd.runtime import Runtime
@@ -72,11 +76,8 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     def scope() -> AccessScope:
         # Resolved while the query embeds (see Retriever.search); read on every request.
         with timer.stage("principals"):
-            principals = effective_principals(runtime.engine, user_id=body.user_id)
-        # The key's scope and the request's filters only ever narrow the user's ACL.
-        return AccessScope(principals).narrowed(
-            sources=key.policy.sources, kinds=key.policy.kinds).narrowed(
-            sources=sources, kinds=kinds)
+            return context_scope(runtime.engine, user_id=body.user_id, key=key.policy,
+                                 sources=sources, kinds=kinds)
 
     request = ContextQuery(
         query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
