@@ -50,9 +50,51 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (health.router, context.router, principals.router, keys.router,
                    metrics.router, costs.router, audit.router):
         app.include_router(router)
+    document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
     return app
+
+
+_ERROR_STATUSES = {400: "Malformed request", 401: "Missing, unknown or revoked API key",
+                   403: "The key's role may not call this endpoint", 404: "Not found",
+                   409: "Conflict", 413: "Request body over the service's or the key's limit",
+                   422: "Invalid field (named in details)",
+                   429: "Rate limit of the key exceeded; see Retry-After"}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Declare the error responses every authenticated endpoint can give, with their real
+    body (``ErrorOut``), in the OpenAPI schema; FastAPI's default 422 body is not ours."""
+    from fastapi.openapi.utils import get_openapi
+
+    from contextd.api.routers.health import PUBLIC_PATHS
+    from contextd.api.schemas import ErrorOut
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version,
+                             description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(ErrorOut.model_json_schema(
+            ref_template="#/components/schemas/{model}").pop("$defs", {}))
+        components["ErrorOut"] = ErrorOut.model_json_schema(
+            ref_template="#/components/schemas/{model}")
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path, operations in schema.get("paths", {}).items():
+            if path in PUBLIC_PATHS:
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, text in _ERROR_STATUSES.items():
+                    responses[str(status)] = {"description": text, "content": error}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:

@@ -188,6 +188,18 @@ class AuditPageOut(BaseModel):
         description="Pass as ``before_id`` for the next (older) page; null on the last page.")
 
 
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error response: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
 class HealthOut(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
