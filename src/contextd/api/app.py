@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
+from contextd.api.deps import single_valued_query
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from contextd.api.ratelimit import make_rate_limiter
@@ -43,7 +44,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                   # contextd owns its server spans, metrics and logs (with the rule that query
                   # text is never recorded); FastAPI's automatic telemetry would duplicate them
                   # and log validation errors verbatim, so it stays off.
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
+                  dependencies=[Depends(single_valued_query)])
     app.state.runtime = runtime
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)

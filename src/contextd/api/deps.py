@@ -6,7 +6,7 @@ any route that forgets (see tests/api/test_auth.py).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, get_origin
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -15,6 +15,7 @@ from contextd.api.ratelimit import RateLimiter
 from contextd.api.threads import in_thread
 from contextd.core.errors import (
     AuthenticationFailed,
+    InvalidInput,
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
@@ -87,3 +88,28 @@ AgentKey = Annotated[ApiKey, Depends(require_roles("agent"))]
 AnalystKey = Annotated[ApiKey, Depends(require_roles("analyst"))]
 AdminKey = Annotated[ApiKey, Depends(require_roles())]
 ReaderKey = Annotated[ApiKey, Depends(require_roles("analyst"))]
+
+
+def _list_query_params(dependant: Any) -> set[str]:
+    """Query parameters of a route (and its dependencies) declared as sequences."""
+    if dependant is None:
+        return set()
+    names = {f.alias for f in dependant.query_params
+             if get_origin(f.field_info.annotation) in (list, set, tuple)
+             or f.field_info.annotation in (list, set, tuple)}
+    for sub in dependant.dependencies:
+        names |= _list_query_params(sub)
+    return names
+
+
+async def single_valued_query(request: Request) -> None:
+    """Refuse a repeated query parameter the route takes once (``?since=a&since=b``) with
+    422 naming it, instead of silently using the last value."""
+    params = request.query_params
+    repeated = {k for k in params if len(params.getlist(k)) > 1}
+    if repeated:
+        repeated -= _list_query_params(getattr(request.scope.get("route"), "dependant", None))
+    if repeated:
+        name = sorted(repeated)[0]
+        raise InvalidInput(f"query parameter {name!r} given more than once",
+                           details=[{"field": f"query.{name}"}])
