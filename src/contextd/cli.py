@@ -69,6 +69,28 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_groups_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply a CSV/LDIF membership export (the ``groups`` source kind) to the directory."""
+    from contextd.connectors.groups import GroupsConfig, GroupsConnector
+    from contextd.ingest.directory import sync_directory
+    from contextd.memory import audit
+
+    connector = GroupsConnector(args.name, GroupsConfig(path=Path(args.path).resolve(),
+                                                        format=args.format))
+    runtime = Runtime(settings)
+    try:
+        result = sync_directory(connector, runtime.engine)
+        audit.record(runtime.engine, action="principal.import", actor="cli",
+                     target=f"origin:{result.origin}",
+                     details={"memberships": result.memberships, "added": result.added,
+                              "removed": result.removed})
+    finally:
+        runtime.close()
+    _print({"origin": result.origin, "memberships": result.memberships,
+            "added": result.added, "removed": result.removed})
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from contextd.retrieval.evaluation import evaluate, load_beir, records
 
@@ -152,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["admin", "agent", "analyst"])
     create.add_argument("--name")
     create.set_defaults(func=cmd_keys_create)
+
+    groups = sub.add_parser("groups", help="group memberships from directory exports")
+    groups_sub = groups.add_subparsers(dest="groups_command", required=True)
+    imp = groups_sub.add_parser("import", help="replace what --name set before with PATH")
+    imp.add_argument("path", help="a CSV (group,member) or LDIF export")
+    imp.add_argument("--format", choices=["csv", "ldif"], help="default: the file suffix")
+    imp.add_argument("--name", default="groups", help="the source (origin) of these rows")
+    imp.set_defaults(func=cmd_groups_import)
 
     ev = sub.add_parser("eval", help="nDCG@10 and recall@100 on a BEIR-layout dataset")
     ev.add_argument("dataset")

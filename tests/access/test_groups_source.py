@@ -87,3 +87,32 @@ def test_connector_checks_its_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         GroupsConnector("g", GroupsConfig(path=odd)).check()
     assert err.value.details == [{"field": "config.format", "message": "required"}]
+
+
+def test_cli_imports_an_export_and_reports_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from contextd.cli import main
+    from contextd.core.settings import get_settings
+    from contextd.memory.db import make_engine
+
+    export = tmp_path / "teams.csv"
+    export.write_text("group,member\nsales,ana\nemea,group:sales\n")
+    monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        assert main(["groups", "import", str(export), "--name", "crm-teams"]) == 0
+        stdout = capsys.readouterr().out  # JSON log lines first, then the result
+        out = json.loads(stdout[stdout.index('{\n  "origin"'):])
+        assert out == {"origin": "crm-teams", "memberships": 2, "added": 2, "removed": 0}
+        export.write_text("group,member\nsales,bad id\n")
+        assert main(["groups", "import", str(export), "--name", "crm-teams"]) == 2
+        assert "line 2" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'contextd.db'}")
+    assert effective_principals(engine, user_id="ana") == {
+        "public", "user:ana", "group:sales", "group:emea"}
+    engine.dispose()

@@ -284,6 +284,12 @@ def test_every_context_request_is_audited_with_redactions(server: LiveServer,
         bad = analyst.get("/v1/audit", params={"since": "yesterday"})
         assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] \
             == "query.since"
+        twice = analyst.get("/v1/audit?outcome=ok&outcome=rate_limited")
+        assert twice.status_code == 422
+        assert twice.json()["error"]["details"] == [{"field": "query.outcome"}]
+        since = analyst.get("/v1/audit", params={"since": "2026-01-01",
+                                                 "until": "2099-01-01T00:00:00Z"})
+        assert len(since.json()["events"]) == 2
 
 
 def test_admin_actions_are_audited_and_paged(server: LiveServer, k: dict[str, str]) -> None:
