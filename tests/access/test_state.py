@@ -148,3 +148,15 @@ def test_nested_groups_through_the_api_functions(sql_engine: Engine) -> None:
         "public", "user:li", "group:emea-sales"}
     with pytest.raises(InvalidInput):
         set_group_parents(sql_engine, group_id="x", parents=["x"])
+
+
+def test_the_database_refuses_to_rewrite_the_audit_log(sql_engine: Engine) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    audit.record(sql_engine, action="key.create", actor="root")
+    for statement in ("UPDATE audit_log SET outcome = 'forged'", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), sql_engine.begin() as conn:
+            conn.execute(text(statement))
+    [row] = audit.query(sql_engine, audit.AuditFilter())[0]
+    assert row.outcome == "ok"

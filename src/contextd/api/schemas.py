@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,6 +93,9 @@ class PrincipalOut(BaseModel):
     principals: list[str]
 
 
+SourceName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class GroupParentsIn(Strict):
     parents: list[str] = Field(max_length=1000)
 
@@ -105,7 +108,7 @@ class GroupParentsOut(BaseModel):
 class KeyPolicyIn(Strict):
     """A key's scope (None: not narrowed) and limits (None: the service defaults)."""
 
-    sources: list[str] | None = Field(None, max_length=1000, description=(
+    sources: list[SourceName] | None = Field(None, max_length=1000, description=(
         "Sources (connector names) this key may read; intersected with every request."))
     kinds: list[KindName] | None = Field(None, description="Kinds this key may read.")
     rate_per_minute: int | None = Field(None, ge=1, le=1_000_000)

@@ -149,6 +149,8 @@ def rotate_key(engine: Engine, *, key_id: str, grace: timedelta) -> tuple[ApiKey
             raise Conflict(f"API key {key_id!r} is revoked; create a new key instead")
         token, secret_hash = _new_secret(key_id)
         valid_until = now + grace
+        session.exec(delete(RetiredKeySecret).where(  # expired ones are of no further use
+            col(RetiredKeySecret.key_id) == key_id, col(RetiredKeySecret.valid_until) <= now))
         if grace > timedelta(0):
             session.add(RetiredKeySecret(secret_hash=row.secret_hash, key_id=key_id,
                                          valid_until=valid_until))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import DDL, JSON, Column, DateTime, event
 from sqlmodel import Field, SQLModel
 
 from contextd.core.types import utcnow
@@ -198,3 +198,20 @@ class AuditEvent(SQLModel, table=True):
     latency_ms: float | None = None
     redactions: int = 0
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# The database itself refuses to change or remove an audit entry, so the log can be shown
+# as evidence: nothing in the service (or a stray script) can rewrite it.
+_APPEND_ONLY = "audit_log is append-only"
+for _statement, _dialect in (
+    (f"CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
+     f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END", "sqlite"),
+    (f"CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+     f"BEGIN SELECT RAISE(ABORT, '{_APPEND_ONLY}'); END", "sqlite"),
+    (f"CREATE OR REPLACE FUNCTION contextd_audit_append_only() RETURNS trigger AS $$ "
+     f"BEGIN RAISE EXCEPTION '{_APPEND_ONLY}'; END; $$ LANGUAGE plpgsql", "postgresql"),
+    ("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+     "FOR EACH ROW EXECUTE FUNCTION contextd_audit_append_only()", "postgresql"),
+):
+    event.listen(AuditEvent.__table__, "after_create",  # type: ignore[attr-defined]
+                 DDL(_statement).execute_if(dialect=_dialect))
