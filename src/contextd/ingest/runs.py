@@ -40,10 +40,10 @@ def lease_name(row: ConnectorRow) -> str:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How runs retry, and how long a SQLite row lease lasts between renewals."""
+    """How runs retry, and how long a SQLite row lease outlives a dead holder."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    lease_ttl_seconds: float = 600.0
+    lease_ttl_seconds: float = 30.0
     quarantine_retry_limit: int = 500
 
 

@@ -2,13 +2,16 @@
 
 On PostgreSQL the lease is a session advisory lock held on a dedicated connection: the
 server drops it the moment the holder's connection dies, so a killed process never blocks
-the next run. SQLite has no such lock, so the lease is a row with an expiry that the
-holder renews after every batch; a dead holder's row simply expires.
+the next run. SQLite has no such lock, so the lease is a row with a short expiry that a heartbeat
+thread of the holder renews (every third of the TTL); a dead holder's row simply expires,
+so a killed run blocks the next one for at most one TTL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 import uuid
 from datetime import timedelta
 
@@ -19,6 +22,8 @@ from sqlmodel import Session, col
 
 from contextd.core.types import utcnow
 from contextd.memory.tables import ConnectorLease
+
+log = logging.getLogger(__name__)
 
 
 def advisory_key(name: str) -> int:
@@ -38,6 +43,23 @@ class Lease:
         self.holder = uuid.uuid4().hex
         self._connection = connection
         self.released = False
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def _start_heartbeat(self) -> Lease:
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True,
+                                           name=f"lease-{self.name}")
+        self._heartbeat.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl.total_seconds() / 3):
+            try:
+                self.renew()
+            except Exception as exc:  # the next beat retries; expiry is the safety net
+                log.warning("lease renewal failed", extra={"event": "lease",
+                                                           "lease": self.name,
+                                                           "error": str(exc)})
 
     def renew(self) -> None:
         if self._connection is not None or self.released:
@@ -53,6 +75,9 @@ class Lease:
         if self.released:
             return
         self.released = True
+        self._stop.set()
+        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
+            self._heartbeat.join(timeout=5)
         if self._connection is not None:
             try:
                 self._connection.exec_driver_sql("SELECT pg_advisory_unlock(%s)",
@@ -68,7 +93,7 @@ class Lease:
             session.commit()
 
 
-def try_acquire(engine: Engine, name: str, *, ttl_seconds: float = 600) -> Lease | None:
+def try_acquire(engine: Engine, name: str, *, ttl_seconds: float = 30) -> Lease | None:
     """The lease on ``name``, or None when another run holds it."""
     if engine.dialect.name == "postgresql":
         connection = engine.connect()
@@ -92,11 +117,11 @@ def try_acquire(engine: Engine, name: str, *, ttl_seconds: float = 600) -> Lease
                                 .values(holder=lease.holder, expires_at=now + lease.ttl))
         session.commit()
         if taken.rowcount == 1:  # type: ignore[attr-defined]
-            return lease
+            return lease._start_heartbeat()
         session.add(ConnectorLease(name=name, holder=lease.holder, expires_at=now + lease.ttl))
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
             return None
-    return lease
+    return lease._start_heartbeat()
