@@ -147,6 +147,9 @@ def test_lifecycle_secrets_runs_quarantine_and_purge(
         assert all(r["finished_at"] and r["started_at"] for r in runs)
         got = admin.get(f"/v1/connectors/{cid}").json()
         assert got["status"]["state"] == "healthy" and got["status"]["lag_seconds"] < 60
+        scraped = admin.get("/metrics").text
+        assert 'contextd_connector_failing{connector="tickets"} 0.0' in scraped
+        assert 'contextd_connector_lag_seconds{connector="tickets"}' in scraped
         assert got["config"]["url"] == "********"
 
         # PATCH: the masked secret round-trips unchanged; pause and resume.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from contextd.connectors import registry
+from contextd.core.telemetry import REGISTRY
 from contextd.runtime import Runtime
 from tests.scheduling.http_source import ItemsConnector, ItemsServer
 
@@ -53,6 +54,8 @@ def test_429_and_503_are_retried_and_the_run_succeeds(rt: Runtime, server: Items
         return original(path, headers)
 
     server.answer = flaky  # type: ignore[method-assign]
+    retries = REGISTRY.get_sample_value("contextd_sync_retries_total",
+                                        {"connector": "items", "step": "pull"}) or 0.0
     started = time.monotonic()
     run = service.run_blocking(row.id)
     elapsed = time.monotonic() - started
@@ -66,6 +69,8 @@ def test_429_and_503_are_retried_and_the_run_succeeds(rt: Runtime, server: Items
     pulls_of_page0 = [p for p, s in server.requests if p.endswith("page=0") and s == 200]
     assert len(pulls_of_page0) == 3  # check(), the pull, and list_ids()
     assert service.status(service.get(row.id)).state == "healthy"
+    assert REGISTRY.get_sample_value("contextd_sync_retries_total",
+                                     {"connector": "items", "step": "pull"}) == retries + 3
 
 
 def test_wrong_token_fails_fast_with_a_clear_status(rt: Runtime, server: ItemsServer,

@@ -22,6 +22,7 @@ from tenacity import (
 )
 
 from contextd.core.errors import TransientSourceError
+from contextd.core.telemetry import SYNC_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class RetryPolicy:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None
             sleep = state.next_action.sleep if state.next_action is not None else 0.0
+            SYNC_RETRIES.labels(str(log_fields.get("connector", "")), what).inc()
             log.warning("transient source error; retrying", extra={
                 "event": "sync_retry", "step": what, "attempt": state.attempt_number,
                 "sleep_seconds": round(sleep, 3), "error": f"{type(exc).__name__}: {exc}",
