@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -35,6 +36,7 @@ class ItemsServer:
         self.page_size = page_size
         self.failures: list[tuple[int, dict[str, str]]] = []
         self.requests: list[tuple[str, int]] = []
+        self.delay = 0.0  # seconds before each answer, to make a run slow
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,6 +44,7 @@ class ItemsServer:
                 pass
 
             def do_GET(self) -> None:
+                time.sleep(server.delay)
                 status, headers, body = server.answer(self.path, self.headers)
                 server.requests.append((self.path, status))
                 data = json.dumps(body).encode()

@@ -13,6 +13,7 @@ import pytest
 
 from contextd.connectors import registry
 from contextd.core.telemetry import REGISTRY
+from contextd.ingest.runs import RunSettings, execute_run
 from contextd.runtime import Runtime
 from tests.scheduling.http_source import ItemsConnector, ItemsServer
 
@@ -122,3 +123,26 @@ def test_malformed_record_is_quarantined_and_the_rest_ingested(rt: Runtime,
     fixed = service.run_blocking(row.id)
     assert fixed.status == "success" and fixed.chunks_embedded == 1
     assert service.quarantine(row.id) == [] and rt.store.count("items") == 7
+
+
+def test_service_stop_ends_a_run_after_its_batch_and_the_next_run_resumes(
+        rt: Runtime, server: ItemsServer) -> None:
+    service = rt.connectors
+    row = service.create(name="items", kind="test_items",
+                         config={"base_url": server.url, "token": TOKEN})
+    server.delay = 0.4
+    future = service.run_now(row.id)
+    deadline = time.monotonic() + 30
+    while not any(r.records_pulled for r in service.runs(row.id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    service.close()  # what the app does on shutdown
+    stopped = future.result(timeout=30)
+    assert stopped is not None and stopped.status == "interrupted"
+    assert 0 < stopped.records_pulled < 7
+    server.delay = 0.0
+    resumed = execute_run(row.id, engine=rt.engine, ingestor=rt.ingestor,
+                          settings=RunSettings(), trigger="manual")
+    assert resumed is not None and resumed.status == "success"
+    assert resumed.records_pulled == 7 - stopped.records_pulled
+    assert stopped.chunks_embedded + resumed.chunks_embedded == 7 == rt.store.count("items")

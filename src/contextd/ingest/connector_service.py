@@ -8,6 +8,7 @@ saved; secrets are stored as given and only ever leave this module masked.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class ConnectorService:
         self.scheduler = ConnectorScheduler(self._scheduled_run, max_workers=max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers,
                                         thread_name_prefix="contextd-sync")
+        self._stopping = threading.Event()
 
     @property
     def ingestor(self) -> Ingestor:
@@ -94,6 +96,8 @@ class ConnectorService:
             self.scheduler.start(repo.list_connectors(self.engine))
 
     def close(self) -> None:
+        """Stop scheduling; running syncs end after their current batch (checkpointed)."""
+        self._stopping.set()
         self.scheduler.shutdown(wait=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -170,7 +174,8 @@ class ConnectorService:
     def _scheduled_run(self, connector_id: str, trigger: str) -> SyncRunRow | None:
         try:
             return execute_run(connector_id, engine=self.engine, ingestor=self.ingestor,
-                               settings=self.settings, trigger=trigger)
+                               settings=self.settings, trigger=trigger,
+                               should_stop=self._stopping.is_set)
         except Exception as exc:  # a job must never take the scheduler thread down
             log.error("scheduled run failed to start", exc_info=exc,
                       extra={"event": "sync_error", "connector_id": connector_id})

@@ -9,6 +9,7 @@ the next one from the checkpoint. Auth and config errors end the run at once as
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -32,6 +33,10 @@ from contextd.memory.leases import try_acquire
 from contextd.memory.tables import ConnectorRow, SyncRunRow
 
 log = logging.getLogger(__name__)
+
+
+class RunStopped(Exception):
+    """The service is shutting down: the run ends after its current batch."""
 
 
 def lease_name(row: ConnectorRow) -> str:
@@ -58,8 +63,13 @@ def _copy_counters(run: SyncRunRow, result: SyncResult) -> None:
 
 
 def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
-                settings: RunSettings, trigger: str = "schedule") -> SyncRunRow | None:
-    """Run the connector once; None when another run holds its lease (nothing is done)."""
+                settings: RunSettings, trigger: str = "schedule",
+                should_stop: Callable[[], bool] = lambda: False) -> SyncRunRow | None:
+    """Run the connector once; None when another run holds its lease (nothing is done).
+
+    ``should_stop`` is asked after every batch; when it says yes the run ends there as
+    ``interrupted`` and the next run resumes from that batch's checkpoint.
+    """
     row = get_connector(engine, connector_id)
     lease = try_acquire(engine, lease_name(row), ttl_seconds=settings.lease_ttl_seconds)
     if lease is None:
@@ -82,6 +92,8 @@ def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
             _copy_counters(run, progress)
             save_run(engine, run)
             lease.renew()
+            if should_stop():
+                raise RunStopped
 
         connector = None
         try:
@@ -96,6 +108,9 @@ def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
                               on_batch=on_batch)
             _copy_counters(run, result)
             run.status = "partial" if result.failures else "success"
+        except RunStopped:
+            run.status = "interrupted"
+            run.error = "the service stopped mid-run; the next run resumes from the checkpoint"
         except (SourceAuthError, ConfigError) as exc:
             _fail(run, exc.code, exc.message)
         except ContextdError as exc:
