@@ -85,7 +85,7 @@ class Runtime:
         return ConnectorService(
             engine=self.engine, store=self.store, ingestor=lambda: self.ingestor,
             settings=RunSettings(retry=policy, lease_ttl_seconds=s.sync_lease_ttl_seconds),
-            max_workers=s.sync_workers)
+            max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds)
 
     def close(self) -> None:
         """Stop the scheduler and running syncs, then release the store and the SQL pool."""

@@ -70,3 +70,26 @@ def test_scheduler_can_start_again_after_shutdown() -> None:
         assert scheduler.next_run_at("c1") is not None
     finally:
         scheduler.shutdown()
+
+
+def test_follows_changes_made_by_another_replica() -> None:
+    """Another replica edits the connectors table; this scheduler follows on refresh."""
+    table = [row({"interval_seconds": 60})]
+    scheduler = ConnectorScheduler(lambda _id, _trigger: None)
+    scheduler.start(list(table), reload=lambda: list(table), refresh_seconds=1)
+    try:
+        assert scheduler.next_run_at("c1") is not None
+        table[0] = row({"interval_seconds": 60}, enabled=False)  # paused elsewhere
+        time.sleep(1.6)
+        assert scheduler.next_run_at("c1") is None
+        other = ConnectorRow(id="c2", name="d", kind="sql", config={},
+                             schedule={"cron": "0 * * * *"})
+        table[:] = [row({"interval_seconds": 60}), other]  # resumed, and a new one
+        time.sleep(1.6)
+        assert scheduler.next_run_at("c1") is not None
+        assert scheduler.next_run_at("c2") is not None
+        table[:] = [other]  # c1 deleted elsewhere
+        time.sleep(1.6)
+        assert scheduler.next_run_at("c1") is None
+    finally:
+        scheduler.shutdown()

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     sync_retry_initial_seconds: float = Field(1.0, ge=0.0)
     sync_retry_max_seconds: float = Field(60.0, ge=0.0)
     sync_lease_ttl_seconds: float = Field(30.0, ge=3.0)
+    schedule_refresh_seconds: float = Field(30.0, ge=1.0)
 
     @field_validator("half_life_days")
     @classmethod

@@ -72,7 +72,8 @@ class ConnectorService:
     """Everything admins do with connectors, over the SQL state and the vector store."""
 
     def __init__(self, *, engine: Engine, store: VectorStore, ingestor: Any,
-                 settings: RunSettings, max_workers: int = 4) -> None:
+                 settings: RunSettings, max_workers: int = 4,
+                 refresh_seconds: float = 30.0) -> None:
         self.engine = engine
         self.store = store
         self._ingestor = ingestor  # an Ingestor, or a zero-argument callable building one
@@ -81,6 +82,7 @@ class ConnectorService:
         self._pool = ThreadPoolExecutor(max_workers=max_workers,
                                         thread_name_prefix="contextd-sync")
         self._stopping = threading.Event()
+        self.refresh_seconds = refresh_seconds
 
     @property
     def ingestor(self) -> Ingestor:
@@ -93,7 +95,9 @@ class ConnectorService:
     def start_scheduler(self) -> None:
         """Rebuild every schedule from the table (so they survive restarts) and start."""
         if not self.scheduler.running:
-            self.scheduler.start(repo.list_connectors(self.engine))
+            self.scheduler.start(repo.list_connectors(self.engine),
+                                 reload=lambda: repo.list_connectors(self.engine),
+                                 refresh_seconds=self.refresh_seconds)
 
     def close(self) -> None:
         """Stop scheduling; running syncs end after their current batch (checkpointed)."""

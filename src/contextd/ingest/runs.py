@@ -71,6 +71,8 @@ def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
     ``interrupted`` and the next run resumes from that batch's checkpoint.
     """
     row = get_connector(engine, connector_id)
+    if trigger == "schedule" and not row.enabled:
+        return None  # paused through another replica since this one scheduled it
     lease = try_acquire(engine, lease_name(row), ttl_seconds=settings.lease_ttl_seconds)
     if lease is None:
         log.info("run skipped: another run holds the lease",

@@ -4,7 +4,8 @@ The connectors table is the source of truth, so schedules survive a restart with
 second job store. Each job coalesces missed fires into one, tolerates a late start of up
 to ``misfire_grace_seconds``, spreads its start by ``jitter_seconds``, and never overlaps
 itself in this process (``max_instances=1``); across processes the run's database lease
-keeps it single.
+keeps it single. Every replica re-reads the table every ``refresh_seconds``, so a
+connector created, changed, paused or deleted through another replica is followed too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from contextd.memory.tables import ConnectorRow
 log = logging.getLogger(__name__)
 
 DEFAULT_MISFIRE_GRACE_SECONDS = 300
+_REFRESH_JOB = "contextd:refresh-schedules"
+
+
+def _version(row: ConnectorRow) -> tuple[Any, ...]:
+    """What decides a connector's job: a change to any of it means reschedule."""
+    return (sorted((row.schedule or {}).items()), row.enabled)
 
 
 def cron_trigger(expr: str, jitter: int | None = None) -> CronTrigger:
@@ -57,6 +64,7 @@ class ConnectorScheduler:
         self._run = run
         self._max_workers = max_workers
         self._scheduler = self._new()
+        self._versions: dict[str, tuple[Any, ...]] = {}
 
     def _new(self) -> BackgroundScheduler:
         return BackgroundScheduler(
@@ -67,13 +75,29 @@ class ConnectorScheduler:
     def running(self) -> bool:
         return bool(self._scheduler.running)
 
-    def start(self, rows: Iterable[ConnectorRow]) -> None:
-        """Schedule every enabled connector, then start firing."""
-        for row in rows:
-            self.apply(row)
+    def start(self, rows: Iterable[ConnectorRow], *,
+              reload: Callable[[], Iterable[ConnectorRow]] | None = None,
+              refresh_seconds: float = 30.0) -> None:
+        """Schedule every enabled connector, then start firing; ``reload`` (if given) is
+        called every ``refresh_seconds`` to follow changes made by other replicas."""
+        self.follow(rows)
+        if reload is not None:
+            self._scheduler.add_job(lambda: self.follow(reload()), "interval",
+                                    seconds=refresh_seconds, id=_REFRESH_JOB,
+                                    misfire_grace_time=None, coalesce=True, max_instances=1)
         self._scheduler.start()
         log.info("scheduler started", extra={"event": "scheduler",
                                              "jobs": len(self._scheduler.get_jobs())})
+
+    def follow(self, rows: Iterable[ConnectorRow]) -> None:
+        """Make the jobs match ``rows``: (re)schedule changed ones, drop deleted ones."""
+        seen = set()
+        for row in rows:
+            seen.add(row.id)
+            if self._versions.get(row.id) != _version(row):
+                self.apply(row)
+        for gone in set(self._versions) - seen:
+            self.remove(gone)
 
     def shutdown(self, wait: bool = True) -> None:
         if self._scheduler.running:
@@ -83,6 +107,7 @@ class ConnectorScheduler:
     def apply(self, row: ConnectorRow, *, run_first_now: bool = False) -> None:
         """(Re)schedule ``row`` from its stored schedule; paused or unscheduled: no job."""
         self.remove(row.id)
+        self._versions[row.id] = _version(row)
         trigger = build_trigger(row.schedule or {})
         if trigger is None or not row.enabled:
             return
@@ -94,6 +119,7 @@ class ConnectorScheduler:
                                 max_instances=1, replace_existing=True, **extra)
 
     def remove(self, connector_id: str) -> None:
+        self._versions.pop(connector_id, None)
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(connector_id)
 
