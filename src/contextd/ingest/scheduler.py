@@ -103,6 +103,7 @@ class ConnectorScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=wait)
             self._scheduler = self._new()  # a stopped APScheduler cannot start again
+            self._versions.clear()
 
     def apply(self, row: ConnectorRow, *, run_first_now: bool = False) -> None:
         """(Re)schedule ``row`` from its stored schedule; paused or unscheduled: no job."""
