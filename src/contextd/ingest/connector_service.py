@@ -142,7 +142,7 @@ class ConnectorService:
             row.schedule = _validated(ScheduleSpec, schedule, "schedule") or {}
         if acl is not _UNSET:
             row.acl = _validated(AclOverride, acl, "acl")
-        if enabled is not _UNSET:
+        if enabled is not _UNSET and enabled is not None:
             row.enabled = bool(enabled)
         repo.save_connector(self.engine, row)
         if self.scheduler.running:
