@@ -85,15 +85,17 @@ def test_interval_schedule_syncs_changes_and_deletions_and_survives_restart(
         with source.begin() as conn:
             conn.execute(text("UPDATE policies SET body = 'The travel per diem is 70 euros "
                               "per day.', updated_at = now() WHERE id = 'travel'"))
-        changed_at = time.monotonic()
-        wait_for(lambda: "70 euros" in served(agent, "travel per diem"), INTERVAL + 3)
-        assert time.monotonic() - changed_at <= INTERVAL + 3
+        _, change_seconds = wait_for(lambda: "70 euros" in served(agent, "travel per diem"),
+                                     INTERVAL + 3)
         assert "55 euros" not in served(agent, "travel per diem")
 
         with source.begin() as conn:
             conn.execute(text("DELETE FROM policies WHERE id = 'parking'"))
-        wait_for(lambda: "level minus two" not in served(agent, "visitor parking level"),
-                 INTERVAL + 3)
+        _, delete_seconds = wait_for(
+            lambda: "level minus two" not in served(agent, "visitor parking level"),
+            INTERVAL + 3)
+        print(f"\nchange served after {change_seconds:.1f}s, deletion gone after "
+              f"{delete_seconds:.1f}s (interval {INTERVAL}s)")
 
         # A run with nothing new embeds nothing, and says so.
         def an_idle_run() -> bool:
