@@ -1,12 +1,13 @@
 """Schedules end to end: a connector created through the API with ``interval_seconds: 5``
 syncs on its own; a change in PostgreSQL is served by ``/v1/context`` within one interval;
 a deletion is gone after the next run; unchanged runs embed nothing; schedules survive a
-restart of the service."""
+restart of the service. The same for edited and deleted files of a filesystem source."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -123,3 +124,26 @@ def test_interval_schedule_syncs_changes_and_deletions_and_survives_restart(
             assert len(runs(admin, cid)) > count_before_restart
     finally:
         restarted.close()
+
+
+def test_filesystem_connector_on_a_schedule_follows_file_edits_and_deletions(
+        make_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "expenses.md").write_text("# Expenses\n\nMeals are reimbursed up to 30 euros.\n")
+    (docs / "badges.md").write_text("# Badges\n\nLost badges are replaced at reception.\n")
+    runtime = make_runtime(scheduler_enabled=True)
+    k = keys(runtime.engine)
+    with LiveServer(runtime) as server, server.client(k["admin"]) as admin, \
+            server.client(k["agent"]) as agent:
+        created = admin.post("/v1/connectors", json={
+            "name": "handbook", "kind": "filesystem", "config": {"path": str(docs)},
+            "schedule": {"interval_seconds": INTERVAL}})
+        assert created.status_code == 201, created.text
+        wait_for(lambda: "30 euros" in served(agent, "meal reimbursement limit"), 2 * INTERVAL)
+        (docs / "expenses.md").write_text("# Expenses\n\nMeals are reimbursed up to 45 "
+                                          "euros.\n")
+        wait_for(lambda: "45 euros" in served(agent, "meal reimbursement limit"), INTERVAL + 3)
+        (docs / "badges.md").unlink()
+        wait_for(lambda: "reception" not in served(agent, "lost badge replacement"),
+                 INTERVAL + 3)
