@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -311,3 +312,24 @@ def test_admin_actions_are_audited_and_paged(server: LiveServer, k: dict[str, st
         assert made["key"] not in admin.get("/v1/audit").text  # secrets are never audited
         keys_only = admin.get("/v1/audit", params={"action": "key."}).json()["events"]
         assert {e["target"] for e in keys_only} == {f"key:{made['id']}"}
+
+
+def test_connector_admin_actions_are_audited(server: LiveServer, k: dict[str, str],
+                                             tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Expenses\nReceipts are due within thirty days.\n")
+    with server.client(k["admin"]) as admin:
+        created = admin.post("/v1/connectors", json={
+            "name": "handbook", "kind": "filesystem", "config": {"path": str(docs)}})
+        assert created.status_code == 201, created.text
+        cid = created.json()["id"]
+        assert admin.patch(f"/v1/connectors/{cid}", json={"enabled": False}).status_code == 200
+        assert admin.post(f"/v1/connectors/{cid}/sync?wait=true").status_code == 200
+        assert admin.delete(f"/v1/connectors/{cid}").status_code == 200
+        events = admin.get("/v1/audit", params={"action": "connector."}).json()["events"]
+    assert [e["action"] for e in events] == [
+        "connector.delete", "connector.sync", "connector.update", "connector.create"]
+    assert {e["target"] for e in events} == {f"connector:{cid}"}
+    assert events[2]["details"]["fields"] == ["enabled"]
+    assert str(docs) not in str(events)  # config values never reach the audit log

@@ -14,7 +14,16 @@ from contextd.api.deps import single_valued_query
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from contextd.api.ratelimit import make_rate_limiter
-from contextd.api.routers import audit, context, costs, health, keys, metrics, principals
+from contextd.api.routers import (
+    audit,
+    connectors,
+    context,
+    costs,
+    health,
+    keys,
+    metrics,
+    principals,
+)
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
@@ -34,9 +43,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open everything now: fail at start, and keep lazy loads off the first request.
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
+        if settings.scheduler_enabled:
+            runtime.connectors.start_scheduler()
         yield
         if owns_runtime:
             runtime.close()
+        elif settings.scheduler_enabled:
+            runtime.connectors.scheduler.shutdown(wait=True)
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
@@ -50,7 +63,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router, audit.router):
+                   metrics.router, costs.router, connectors.router, audit.router):
         app.include_router(router)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
