@@ -10,9 +10,17 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from contextd.core.logging import configure_logging
 from contextd.memory.db import create_schema, make_engine
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs_on_the_session_stream() -> None:
+    """Attach contextd's log handler now, to the session's stdout, so that a test using
+    ``capsys`` (the CLI) does not leave it writing to a stream closed after that test."""
+    configure_logging("INFO")
 
 
 @pytest.fixture

@@ -55,6 +55,9 @@ def test_csv_members_with_and_without_prefix() -> None:
     ("csv", b"team,person\nsales,ana\n", "header"),
     ("csv", b"group,member\nsales,ana\nbad group,ana\n", "line 3"),
     ("csv", b"group,member\nsales,robot:x y\n", "line 2"),
+    ("csv", b"group,member\r\nsales,\"ana\r", "CSV"),
+    ("csv", b"group,member\r\nsales,ana\r\nops,bad id\r\n", "line 3"),
+    ("csv", b"\xff\xfe", "UTF-8"),
     ("ldif", b"dn: cn=x\nobjectClass groupOfNames\n", "LDIF"),
     ("xml", b"<x/>", "format"),
 ])
@@ -104,8 +107,7 @@ def test_cli_imports_an_export_and_reports_errors(
     get_settings.cache_clear()
     try:
         assert main(["groups", "import", str(export), "--name", "crm-teams"]) == 0
-        stdout = capsys.readouterr().out  # JSON log lines first, then the result
-        out = json.loads(stdout[stdout.index('{\n  "origin"'):])
+        out = json.loads(capsys.readouterr().out)
         assert out == {"origin": "crm-teams", "memberships": 2, "added": 2, "removed": 0}
         export.write_text("group,member\nsales,bad id\n")
         assert main(["groups", "import", str(export), "--name", "crm-teams"]) == 2

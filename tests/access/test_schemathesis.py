@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +27,12 @@ SEMANTIC_LIMITS = positive_data_acceptance
 CONFIG = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {
     "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 429]}}})
 UNLIMITED = KeyPolicy(rate_per_minute=1_000_000, burst=100_000)
+
+
+@pytest.fixture
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    """No scheduler: generated connectors must never start background runs."""
+    return make_runtime(scheduler_enabled=False)
 
 
 @pytest.fixture

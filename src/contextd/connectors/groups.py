@@ -53,17 +53,25 @@ def _member(value: str, where: str) -> str:
 
 def parse_csv(text: str) -> list[Membership]:
     """Memberships from ``group,member`` CSV; InvalidInput names the bad line."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(text)
+    except csv.Error as exc:
+        raise InvalidInput(f"not valid CSV: {exc}",
+                           details=[{"field": "content", "message": str(exc)}]) from None
+
+
+def _parse_csv(text: str) -> list[Membership]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     fields = {f.strip().lower() for f in reader.fieldnames or []}
     if not {"group", "member"} <= fields:
         raise InvalidInput("CSV needs a header with 'group' and 'member' columns",
                            details=[{"field": "content", "message": "missing columns"}])
     found: set[Membership] = set()
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
         norm = {str(k).strip().lower(): (v or "") for k, v in row.items() if k is not None}
         if not any(v.strip() for v in norm.values()):
             continue
-        where = f"line {line}"
+        where = f"line {reader.line_num}"
         found.add(Membership(_ident(norm["group"], where), _member(norm["member"], where)))
     return sorted(found)
 
