@@ -333,3 +333,15 @@ def test_connector_admin_actions_are_audited(server: LiveServer, k: dict[str, st
     assert {e["target"] for e in events} == {f"connector:{cid}"}
     assert events[2]["details"]["fields"] == ["enabled"]
     assert str(docs) not in str(events)  # config values never reach the audit log
+
+
+@pytest.mark.parametrize("half_life", [1e-300, "NaN", "Infinity"])
+def test_degenerate_half_lives_are_refused_not_a_500(server: LiveServer, k: dict[str, str],
+                                                     half_life: object) -> None:
+    """Found by schemathesis: a near-zero half-life made the engine's decay scale 0."""
+    with server.client(k["agent"]) as agent:
+        resp = agent.post("/v1/context", content=(
+            '{"query": "leave", "user_id": "ana", "freshness": {"half_life_days": '
+            f'{{"email": {half_life}}}}}}}'), headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"][0]["field"] == "freshness.half_life_days.email"

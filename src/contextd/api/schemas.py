@@ -15,8 +15,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Bounded so the engine's decay scale (seconds, float32) stays a positive number.
+HalfLifeDays = Annotated[float, Field(ge=0.001, le=36500, allow_inf_nan=False)]
+
+
 class FreshnessIn(Strict):
-    half_life_days: dict[KindName, float] = Field(default_factory=dict)
+    half_life_days: dict[KindName, HalfLifeDays] = Field(default_factory=dict)
     enabled: bool = True
 
 

@@ -27,7 +27,7 @@ def get_costs(runtime: RuntimeDep, _: ReaderKey,
 @router.get("/events", responses={401: {}, 403: {}, 422: {}})
 def get_cost_events(runtime: RuntimeDep, _: ReaderKey, day: date,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                    offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                    offset: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict[str, Any]:
     """Every cost row of ``day`` (per context request, per sync run)."""
     rows = cost_events(runtime.engine, day=day.isoformat(), limit=limit, offset=offset)
     return {"day": day.isoformat(), "limit": limit, "offset": offset,
