@@ -62,6 +62,10 @@ SYNC_DELETED = Counter("contextd_sync_records_deleted_total", "Records tombstone
 SYNC_QUARANTINED = Counter("contextd_sync_records_quarantined_total",
                            "Records that failed and were set aside.", ["connector"],
                            registry=REGISTRY)
+SOURCE_HTTP_RETRIES = Counter("contextd_source_http_retries_total",
+                              "Source API requests retried (reason: rate_limited, "
+                              "server_error, timeout, connection).", ["connector", "reason"],
+                              registry=REGISTRY)
 EMBED_BATCH = Histogram("contextd_embedding_batch_size", "Texts per embedding call.",
                         ["purpose"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                         registry=REGISTRY)
