@@ -81,6 +81,7 @@ def _ms(value: datetime) -> str:
 class HubSpotConnector:
     kind: ClassVar[str] = "hubspot"
     Config: ClassVar[type[ConnectorConfig]] = HubSpotConfig
+    search_window: int = SEARCH_WINDOW  # results one search can page through
 
     def __init__(self, name: str, config: HubSpotConfig) -> None:
         self.name = name
@@ -235,9 +236,9 @@ class HubSpotConnector:
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return
-            if int(after) + self.config.page_size > SEARCH_WINDOW:
+            if int(after) + self.config.page_size > self.search_window:
                 if mark.since == window_start:
-                    raise SourceError(f"{self.name}: more than {SEARCH_WINDOW} {object_type} "
+                    raise SourceError(f"{self.name}: over {self.search_window} {object_type} "
                                       f"share the modification time {mark.since}; the search "
                                       "API cannot page past them")
                 window_start, after = mark.since, None
