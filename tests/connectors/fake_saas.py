@@ -28,6 +28,8 @@ Response = tuple[int, dict[str, str], Any]
 
 @dataclass
 class Fault:
+    """One injected answer; status 0 closes the connection without answering."""
+
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
@@ -73,12 +75,16 @@ class FakeApi:
                 with api.lock:
                     api.requests.append((method, parts.path))
                     fault = api.faults.pop(0) if api.faults else None
+                if fault is not None and fault.status == 0:  # drop the connection unanswered
+                    self.close_connection = True
+                    return
                 if fault is not None:
                     status, headers, body = fault.status, fault.headers, fault.body
                 else:
                     status, headers, body = api.route(method, parts.path, query,
                                                       dict(self.headers), raw)
-                data = json.dumps(body).encode() if body is not None else b""
+                data = (body if isinstance(body, bytes)
+                        else json.dumps(body).encode() if body is not None else b"")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json;charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))

@@ -165,7 +165,7 @@ class HttpSource:
         if status < 300:
             try:
                 return response.json() if response.content else None
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise SourceError(f"{self.source}: {method} {_path(url)} answered {status} "
                                   "with a body that is not JSON") from exc
         message = api_message(response)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
@@ -64,25 +64,33 @@ _RELATED = {"Contact": ("AccountId",), "Opportunity": ("AccountId",),
 class SalesforceConfig(SaasConfig):
     instance_url: str = Field(pattern=r"^https?://\S+$")
     api_version: str = Field(default="v61.0", pattern=r"^v\d+\.\d$")
-    access_token: SecretStr | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
+    # After the client fields, so its validator sees them and names this field on error.
+    access_token: SecretStr | None = Field(default=None, validate_default=True)
     objects: list[SObject] = Field(default_factory=lambda: list(ALL_OBJECTS), min_length=1)
     extra_fields: dict[SObject, list[str]] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _one_auth(self) -> SalesforceConfig:
-        client = self.client_id is not None or self.client_secret is not None
-        if (self.access_token is None) == (not client):
+    @field_validator("access_token")
+    @classmethod
+    def _one_auth(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        client_id, secret = info.data.get("client_id"), info.data.get("client_secret")
+        client = client_id is not None or secret is not None
+        if (value is None) == (not client):
             raise ValueError("set either access_token, or client_id and client_secret "
                              "(client-credentials flow)")
-        if client and not (self.client_id and self.client_secret):
-            raise ValueError("client-credentials flow needs both client_id and client_secret")
-        bad = [f for fields in self.extra_fields.values() for f in fields
-               if not _FIELD.match(f)]
+        if client and not (client_id and secret):
+            raise ValueError("the client-credentials flow needs both client_id and "
+                             "client_secret")
+        return value
+
+    @field_validator("extra_fields")
+    @classmethod
+    def _field_names(cls, value: dict[SObject, list[str]]) -> dict[SObject, list[str]]:
+        bad = [f for fields in value.values() for f in fields if not _FIELD.match(f)]
         if bad:
-            raise ValueError(f"extra_fields holds invalid field names: {bad}")
-        return self
+            raise ValueError(f"invalid field names: {bad}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,7 @@ class SalesforceConnector:
         except SourceError as exc:
             if isinstance(exc, SourceAuthError) or "invalid_client" in exc.message \
                     or "invalid_grant" in exc.message:
-                raise SourceAuthError(f"{self.name}: client-credentials login rejected: "
+                raise SourceAuthError(f"client-credentials login rejected (not retried): "
                                       f"{exc.message}") from exc
             raise
         token = answer.get("access_token") if isinstance(answer, dict) else None
