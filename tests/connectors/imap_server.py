@@ -75,6 +75,9 @@ class DovecotServer:
         self.cert = self.root / "cert.pem"
 
     def __enter__(self) -> DovecotServer:
+        if not Path(DOVECOT).is_file():
+            raise RuntimeError("dovecot is not installed: apt-get install -y dovecot-imapd "
+                               "(.ci/run does this)")
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
              "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",

@@ -132,7 +132,7 @@ def test_wrong_password_fails_fast_without_retries(dovecot: DovecotServer, mailb
         list(connector.pull(None))
     assert time.monotonic() - started < 5  # dovecot delays a failed login; no second try
     assert SOURCE_HTTP_RETRIES.labels("mail", "connection")._value.get() == before
-    assert "wrong" not in repr(connector.config)  # the password is a SecretStr
+    assert "wrong" not in repr(connector.config)  # type: ignore[attr-defined]  # SecretStr
 
 
 def test_unreachable_server_is_transient_and_missing_folder_is_config_error(
