@@ -199,3 +199,17 @@ def test_bad_config_names_the_field() -> None:
     connector = build_connector("crm", "hubspot", {"access_token": "pat-secret"})
     assert "pat-secret" not in repr(connector.config)  # type: ignore[attr-defined]
     assert "pat-secret" not in connector.config.model_dump_json()  # type: ignore[attr-defined]
+
+
+def test_fetch_rereads_quarantined_ids_and_tombstones_archived_ones(
+        hubspot: FakeHubSpot) -> None:
+    """``fetch`` is what the runner calls with the quarantined ids before a pull."""
+    hubspot.put("notes", "32", T0, hs_note_body="", hubspot_owner_id="101")
+    hubspot.archive("deals", "21", T0 + timedelta(hours=1))
+    connector = build_connector("crm", "hubspot", config(hubspot))
+    batch = connector.fetch(  # type: ignore[attr-defined]
+        ["company:1", "note:32", "deal:21", "ticket:5", "company:#3"])
+    assert [r.source_id for r in batch.records] == ["company:1"]
+    assert [f.source_id for f in batch.failures] == ["note:32"]
+    assert [t.source_id for t in batch.tombstones] == ["deal:21"]
+    assert batch.cursor is None

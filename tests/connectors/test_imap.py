@@ -274,3 +274,17 @@ def test_run_sync_serves_mail_to_its_recipients_and_resumes_after_a_crash(
     assert bodies[0] not in texts(runtime, "Helix picking robots Lyon", f"user:{ERIN}")
     again = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     assert again.stats.records == 0 and again.stats.chunks_embedded == 0
+
+
+def test_fetch_rereads_quarantined_ids_and_tombstones_vanished_ones(
+        dovecot: DovecotServer, mailbox: str) -> None:
+    """``fetch`` is what the runner calls with the quarantined ids before a pull."""
+    dovecot.deliver(ERIN, message("f1", "Fine", "Readable."), mailbox)
+    dovecot.deliver(ERIN, message("f2", "Broken", "No date here.", date=""), mailbox)
+    connector = build_connector("mail", "imap", config(dovecot, mailbox))
+    batch = connector.fetch([mid("f1"), mid("f2"), mid("gone")])  # type: ignore[attr-defined]
+    assert [r.source_id for r in batch.records] == [mid("f1")]
+    assert [(f.source_id, f.error) for f in batch.failures] == [
+        (mid("f2"), "ValueError: message has no Date header")]
+    assert [t.source_id for t in batch.tombstones] == [mid("gone")]
+    assert batch.cursor is None  # a re-read never moves the checkpoint

@@ -245,3 +245,18 @@ def test_bad_config_names_the_field() -> None:
                                              "access_token": "t",
                                              "extra_fields": {"Account": ["Name; DROP"]}})
     assert caught.value.details[0]["field"] == "config.extra_fields"
+
+
+def test_fetch_rereads_quarantined_ids_and_tombstones_deleted_ones(
+        salesforce: FakeSalesforce) -> None:
+    """``fetch`` is what the runner calls with the quarantined ids before a pull."""
+    broken = "00T000000000002AAA"
+    salesforce.put("Task", broken, T0, Status="Open", OwnerId=BOB)
+    salesforce.delete("Contact", JANE, T0 + timedelta(hours=1))
+    connector = build_connector("sf", "salesforce", config(salesforce))
+    batch = connector.fetch(  # type: ignore[attr-defined]
+        [f"account:{ACME}", f"task:{broken}", f"contact:{JANE}", "lead:00Q000000000001AAA"])
+    assert [r.source_id for r in batch.records] == [f"account:{ACME}"]
+    assert [f.source_id for f in batch.failures] == [f"task:{broken}"]
+    assert [t.source_id for t in batch.tombstones] == [f"contact:{JANE}"]
+    assert batch.cursor is None

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from bs4 import BeautifulSoup
 from pydantic import Field, SecretStr
 
-from contextd.connectors.base import ConnectorConfig, error_text, to_utc
+from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
 from contextd.connectors.saas import SaasConfig, describe, owner_acl
 from contextd.connectors.watermark import Watermark
@@ -208,18 +208,48 @@ class HubSpotConnector:
                 return {k: dict(v) for k, v in state.items()}
 
             if retry:
-                page = self._search(object_type, [{"propertyName": "hs_object_id",
-                                                   "operator": "IN",
-                                                   "values": sorted(retry)}], None)
+                wanted = sorted(retry)
                 retry.clear()  # ids no longer found were archived: nothing left to retry
-                records, failures = self._map_page(object_type, page, owners, teams,
-                                                   None, retry)
-                yield Batch(records=records, failures=failures, cursor=checkpoint())
+                for records, failures in self._by_ids(object_type, wanted, owners, teams,
+                                                      retry):
+                    yield Batch(records=records, failures=failures, cursor=checkpoint())
             yield from self._pull_modified(object_type, mark, retry, owners, teams, checkpoint)
             archived = Watermark.load(current.get("archived"))
             tombstones = self._archived(object_type, archived)
             current["archived"] = archived.dump()
             yield Batch(tombstones=tombstones, cursor=checkpoint())
+
+    def _by_ids(self, object_type: str, ids: list[str], owners: Mapping[str, Owner],
+                teams: Mapping[str, str], retry: set[str]
+                ) -> Iterator[tuple[list[SourceRecord], list[RecordFailure]]]:
+        """Records and failures of these ids (archived ones are simply not returned)."""
+        for part in chunked(ids, self.config.page_size):
+            page = self._search(object_type, [{"propertyName": "hs_object_id",
+                                               "operator": "IN", "values": part}], None)
+            yield self._map_page(object_type, page, owners, teams, None, retry)
+
+    def fetch(self, source_ids: list[str]) -> Batch:
+        """Re-read quarantined records by id; ids the search no longer finds are tombstones."""
+        owners, teams = self._owners()
+        by_type = {SPECS[t].singular: t for t in self.config.object_types}
+        records: list[SourceRecord] = []
+        failures: list[RecordFailure] = []
+        wanted: dict[str, list[str]] = {}
+        for source_id in source_ids:
+            singular, _, ident = source_id.partition(":")
+            if singular in by_type and ident.isdigit():
+                wanted.setdefault(by_type[singular], []).append(ident)
+        for object_type, ids in wanted.items():
+            for found, failed in self._by_ids(object_type, ids, owners, teams, set()):
+                records.extend(found)
+                failures.extend(failed)
+        seen = {r.source_id for r in records} | {f.source_id for f in failures}
+        gone = [Tombstone(self.name, f"{SPECS[t].singular}:{i}") for t, ids in wanted.items()
+                for i in ids if f"{SPECS[t].singular}:{i}" not in seen]
+        return Batch(records=records, tombstones=gone, failures=failures)
+
+    def close(self) -> None:
+        self.http.close()
 
     def _pull_modified(self, object_type: str, mark: Watermark, retry: set[str],
                        owners: Mapping[str, Owner], teams: Mapping[str, str],

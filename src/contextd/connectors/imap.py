@@ -254,6 +254,49 @@ class ImapConnector:
                                            "failures": len(failures)})
         return records, failures
 
+    def fetch(self, source_ids: list[str]) -> Batch:
+        """Re-read quarantined messages by Message-ID in every folder; gone ones are tombstones.
+
+        The cursor is not touched: the next pull keeps its own retry list.
+        """
+        records: dict[str, SourceRecord] = {}
+        failures: dict[str, RecordFailure] = {}
+        with self._session() as conn:
+            for folder in self.config.folders:
+                validity = self._select(conn, folder)
+                uids: set[int] = set()
+                for source_id in source_ids:
+                    if source_id.startswith("imap:"):
+                        where, _, uid = source_id.rpartition(":")
+                        if where == f"imap:{folder}:{validity}" and uid.isdigit():
+                            uids.add(int(uid))
+                    elif source_id not in records:
+                        uids.update(self._search_message_id(conn, source_id))
+                scratch = {"uidvalidity": validity, "last_uid": 0, "ids": {},
+                           "retry": set()}
+                for part in chunked(sorted(uids), self.config.batch_size):
+                    found, failed = self._read(conn, folder, part, scratch)
+                    records.update((r.source_id, r) for r in found)
+                    failures.update((f.source_id, f) for f in failed)
+        for source_id in records:
+            failures.pop(source_id, None)  # read fine from another folder
+        gone = [Tombstone(self.name, i) for i in source_ids
+                if i not in records and i not in failures]
+        return Batch(records=list(records.values()), tombstones=gone,
+                     failures=list(failures.values()))
+
+    @staticmethod
+    def _search_message_id(conn: imaplib.IMAP4, message_id: str) -> set[int]:
+        if not message_id or any(c in message_id for c in '"\\\r\n'):
+            return set()
+        status, data = conn.uid("SEARCH", "HEADER", "Message-ID", f'"<{message_id}>"')
+        if status != "OK":
+            raise SourceError(f"UID SEARCH failed: {_text(data)}")
+        return {int(u) for u in b" ".join(d for d in data if d).split()}
+
+    def close(self) -> None:
+        """Nothing held between calls: every pull opens and logs out its own session."""
+
     def list_ids(self) -> set[str]:
         """Source ids in every folder now: Message-ID headers (whole message if it has none)."""
         ids: set[str] = set()

@@ -30,6 +30,7 @@ from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
 SObject = Literal["Account", "Contact", "Opportunity", "Task"]
 ALL_OBJECTS: tuple[SObject, ...] = ("Account", "Contact", "Opportunity", "Task")
 _ID = re.compile(r"^[A-Za-z0-9]{15,18}$")
+_IDS_PER_QUERY = 200  # keeps a SOQL ``Id IN (...)`` well under the URI length limit
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -235,10 +236,9 @@ class SalesforceConnector:
 
             select = f"SELECT {', '.join(self._fields(sobject))} FROM {sobject}"
             if retry:
-                ids = ", ".join(f"'{i}'" for i in sorted(retry))
+                wanted = sorted(retry)
                 retry.clear()  # ids not found any more were deleted: nothing left to retry
-                for page in self._query(f"{select} WHERE Id IN ({ids})"):
-                    records, failures = self._map(sobject, page, owners, None, retry)
+                for records, failures in self._by_ids(sobject, wanted, owners, retry):
                     yield Batch(records=records, failures=failures, cursor=checkpoint())
             where = f" WHERE SystemModstamp >= {soql_datetime(mark.since)}" if mark.since else ""
             for page in self._query(f"{select}{where} ORDER BY SystemModstamp ASC, Id ASC"):
@@ -249,6 +249,38 @@ class SalesforceConnector:
             tombstones = self._deleted(sobject, deleted)
             current["deleted"] = deleted.dump()
             yield Batch(tombstones=tombstones, cursor=checkpoint())
+
+    def _by_ids(self, sobject: str, ids: list[str], owners: Mapping[str, Owner],
+                retry: set[str]) -> Iterator[tuple[list[SourceRecord], list[RecordFailure]]]:
+        """Records and failures of these ids (deleted ones are simply not returned)."""
+        select = f"SELECT {', '.join(self._fields(sobject))} FROM {sobject}"
+        for part in chunked([i for i in ids if _ID.match(i)], _IDS_PER_QUERY):
+            quoted = ", ".join(f"'{i}'" for i in part)
+            for page in self._query(f"{select} WHERE Id IN ({quoted})"):
+                yield self._map(sobject, page, owners, None, retry)
+
+    def fetch(self, source_ids: list[str]) -> Batch:
+        """Re-read quarantined records by id; ids no longer found are tombstones."""
+        owners = self._owners()
+        by_prefix = {s.lower(): s for s in self.config.objects}
+        wanted: dict[str, list[str]] = {}
+        for source_id in source_ids:
+            prefix, _, ident = source_id.partition(":")
+            if prefix in by_prefix and _ID.match(ident):
+                wanted.setdefault(by_prefix[prefix], []).append(ident)
+        records: list[SourceRecord] = []
+        failures: list[RecordFailure] = []
+        for sobject, ids in wanted.items():
+            for found, failed in self._by_ids(sobject, ids, owners, set()):
+                records.extend(found)
+                failures.extend(failed)
+        seen = {r.source_id for r in records} | {f.source_id for f in failures}
+        gone = [Tombstone(self.name, f"{s.lower()}:{i}") for s, ids in wanted.items()
+                for i in ids if f"{s.lower()}:{i}" not in seen]
+        return Batch(records=records, tombstones=gone, failures=failures)
+
+    def close(self) -> None:
+        self.http.close()
 
     def _map(self, sobject: str, rows: list[dict[str, Any]], owners: Mapping[str, Owner],
              mark: Watermark | None, retry: set[str]
