@@ -288,3 +288,34 @@ def test_fetch_rereads_quarantined_ids_and_tombstones_vanished_ones(
         (mid("f2"), "ValueError: message has no Date header")]
     assert [t.source_id for t in batch.tombstones] == [mid("gone")]
     assert batch.cursor is None  # a re-read never moves the checkpoint
+
+
+def test_new_mail_is_served_by_v1_context_over_http_and_expunged_mail_is_not(
+        dovecot: DovecotServer, mailbox: str, runtime: Runtime, live_server: Any) -> None:
+    """Dovecot -> run_sync -> the real API over HTTP, scoped to the mail's recipients."""
+    from tests.factories import keys
+
+    agent = keys(runtime.engine)["agent"]
+    connector = build_connector("mail", "imap", config(dovecot, mailbox))
+
+    def ask(user: str) -> list[dict[str, Any]]:
+        with live_server.client(agent) as client:
+            resp = client.post("/v1/context", json={
+                "user_id": user, "query": "Which warehouse gets the conveyor retrofit?"})
+        assert resp.status_code == 200, resp.text
+        items: list[dict[str, Any]] = resp.json()["items"]
+        return items
+
+    run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
+    assert ask(ERIN) == []
+    dovecot.deliver(ERIN, message("h1", "Conveyor retrofit", "The conveyor retrofit goes to "
+                                  "the Rotterdam warehouse in January."), mailbox)
+    run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
+    items = ask(ERIN)
+    assert [(i["source_id"], i["kind"], i["source"]) for i in items] == [
+        (mid("h1"), "email", "mail")]
+    assert "Rotterdam warehouse" in items[0]["text"]
+    assert ask(BOB) == []  # not a recipient
+    dovecot.expunge(ERIN, "<h1@acme.example>", mailbox)
+    run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
+    assert ask(ERIN) == []
