@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,6 +131,8 @@ class FakeHubSpot(FakeApi):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in HUBSPOT_MODIFIED}
         self.owners: list[dict[str, Any]] = []
         self.raw_results: dict[str, dict[str, Any]] = {}  # id -> a malformed result to serve
+        self.searches: list[dict[str, Any]] = []  # request bodies, in order
+        self.after_search: Callable[[int], None] | None = None  # called with the count
 
     def put(self, object_type: str, ident: str, modified: datetime, **props: Any) -> None:
         """Create or update a record at ``modified``."""
@@ -166,7 +168,12 @@ class FakeHubSpot(FakeApi):
                     if r["archived"] == archived]
             return self._page(rows, query)
         if method == "POST" and match.group(2):
-            return self._search(object_type, json.loads(raw))
+            body = json.loads(raw)
+            self.searches.append(body)
+            answer = self._search(object_type, body)
+            if self.after_search is not None:
+                self.after_search(len(self.searches))
+            return answer
         return self._error(405, "method not allowed", "VALIDATION_ERROR")
 
     @staticmethod

@@ -17,7 +17,7 @@ import pytest
 
 from contextd.connectors.hubspot import HubSpotConnector
 from contextd.connectors.registry import build_connector
-from contextd.core.errors import ConfigError, SourceAuthError
+from contextd.core.errors import ConfigError, SourceAuthError, SourceError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
 from contextd.core.types import AccessScope
 from contextd.ingest.sync import run_sync
@@ -84,8 +84,9 @@ def test_records_acls_and_paging(hubspot: FakeHubSpot) -> None:
     assert found["contact:11"].entities == ("company:1",)
     assert found["note:31"].text.startswith("Jane asked for\nnet 45\npayment terms.")
     assert found["deal:21"].updated_at == T0 + timedelta(minutes=2)  # the source's own time
-    searches = [p for _, p in hubspot.requests if p == "/crm/v3/objects/companies/search"]
-    assert len(searches) == 3  # 6 companies, pages of 2
+    company_searches = [b for b in hubspot.searches if "name" in b["properties"]]
+    assert len(company_searches) >= 3  # 6 companies, pages of 2
+    assert sum(len(b.records) for b in batches) == len(found)  # none yielded twice
     assert cursor is not None
     assert cursor["companies"]["modified"]["since"] == "2026-11-20T09:00:04.000000Z"
     assert connector.list_ids() == set(found)
@@ -174,10 +175,30 @@ def test_malformed_records_fail_alone_and_are_retried(hubspot: FakeHubSpot,
     assert "Orphan deal" in served(runtime, "Orphan deal", "user:bob@northwind.example")
 
 
-def test_search_window_restarts_from_the_watermark(hubspot: FakeHubSpot) -> None:
+def test_a_record_modified_mid_pull_cannot_hide_another(hubspot: FakeHubSpot) -> None:
+    """With offset paging, modifying a record already read shifts the next one out of view."""
+    for n in range(6):
+        hubspot.put("companies", str(100 + n), T0 + timedelta(hours=1, seconds=n),
+                    name=f"Co {n}", hubspot_owner_id="102")
+
+    def touch_the_first(count: int) -> None:
+        if count == 1:  # right after the first page, company 1 is edited
+            hubspot.put("companies", "1", T0 + timedelta(hours=2), name="Acme Corporation")
+
+    hubspot.after_search = touch_the_first
+    connector = build_connector("crm", "hubspot", config(hubspot, object_types=["companies"]))
+    batches, _ = pull_all(connector)
+    pulled = [r.source_id for b in batches for r in b.records]
+    assert sorted(set(pulled)) == sorted(["company:1", *(f"company:{100 + n}"
+                                                         for n in range(6))])
+    assert pulled.count("company:1") == 2  # the old and the new version, in order
+    assert records(batches)["company:1"].title == "Company: Acme Corporation"
+
+
+def test_the_search_window_is_never_reached(hubspot: FakeHubSpot) -> None:
     """HubSpot's search stops at 10,000 results; the fake and connector scale it to 6."""
     hubspot.search_window = 6
-    for n in range(13):
+    for n in range(13):  # two contacts per second: ``after`` pages within a second
         hubspot.put("contacts", str(200 + n), T0 + timedelta(hours=2, seconds=n // 2),
                     firstname=f"C{n}", hubspot_owner_id="101")
     connector = build_connector("crm", "hubspot", config(hubspot, object_types=["contacts"]))
@@ -186,7 +207,16 @@ def test_search_window_restarts_from_the_watermark(hubspot: FakeHubSpot) -> None
     batches, _ = pull_all(connector)
     assert sorted(records(batches)) == sorted(
         ["contact:11", *(f"contact:{200 + n}" for n in range(13))])
-    assert sum(len(b.records) for b in batches) == 14  # none twice across restarts
+    assert sum(len(b.records) for b in batches) == 14  # none twice
+    assert any(b.get("after") for b in hubspot.searches)
+    assert all(int(b.get("after") or 0) + 2 <= 6 for b in hubspot.searches)
+    # More records at one instant than the window holds: a clear error, not a silent gap.
+    for n in range(7):
+        hubspot.put("contacts", str(300 + n), T0 + timedelta(hours=3), firstname=f"D{n}",
+                    hubspot_owner_id="101")
+    with pytest.raises(SourceError, match=r"over 6 contacts share the modification time "
+                                          r"2026-11-20T12:00:00\.000000Z"):
+        pull_all(connector)
 
 
 def test_bad_config_names_the_field() -> None:

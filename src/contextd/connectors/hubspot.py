@@ -1,12 +1,14 @@
 """``hubspot``: CRM v3 companies, contacts, deals and notes through a private-app token.
 
-Incremental through the search API: ``<modified> GTE since``, sorted ascending, ``after``
-paging. Search pages stop at 10,000 results, so before reaching that window the search
-restarts from the newest modification time seen (the watermark de-duplicates the
-boundary). Archived records (``GET /crm/v3/objects/{type}?archived=true``) become
-tombstones. ACL = ``user:<owner email>`` + ``group:<team>`` (the record's
-``hubspot_team_id``, else the owner's primary team), from ``/crm/v3/owners``. A record that
-cannot be mapped is a failure and its id is re-fetched on every pull until it maps.
+Incremental through the search API: ``<modified> GTE since``, sorted ascending; each
+page restarts the search from the newest modification time seen (the watermark
+de-duplicates the boundary), so the 10,000-result search window is never reached and a
+record modified mid-pull cannot shift another out of sight; ``after`` pages only through
+records sharing one timestamp. Archived records
+(``GET /crm/v3/objects/{type}?archived=true``) become tombstones. ACL =
+``user:<owner email>`` + ``group:<team>`` (the record's ``hubspot_team_id``, else the
+owner's primary team), from ``/crm/v3/owners``. A record that cannot be mapped is a
+failure and its id is re-fetched on every pull until it maps.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contextd.connectors.http import HttpSource
 from contextd.connectors.saas import SaasConfig, describe, owner_acl
 from contextd.connectors.watermark import Watermark
 from contextd.core.errors import SourceError
-from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
+from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone, iso
 
 ObjectType = Literal["companies", "contacts", "deals", "notes"]
 ALL_TYPES: tuple[ObjectType, ...] = ("companies", "contacts", "deals", "notes")
@@ -254,24 +256,33 @@ class HubSpotConnector:
     def _pull_modified(self, object_type: str, mark: Watermark, retry: set[str],
                        owners: Mapping[str, Owner], teams: Mapping[str, str],
                        checkpoint: Callable[[], dict[str, Any]]) -> Iterator[Batch]:
+        """Keyset paging: every page restarts the search from the watermark.
+
+        Offset paging alone skips records when one already read is modified mid-pull
+        (the rest shift left); a search from the watermark cannot, and never nears the
+        10,000-result window. ``after`` pages only through records that share the
+        watermark's exact time.
+        """
         spec = SPECS[object_type]
-        window_start = mark.since
         after: str | None = None
         while True:
+            since = mark.since
             filters = ([{"propertyName": spec.modified, "operator": "GTE",
-                         "value": _ms(window_start)}] if window_start else [])
+                         "value": _ms(since)}] if since else [])
             page = self._search(object_type, filters, after)
             records, failures = self._map_page(object_type, page, owners, teams, mark, retry)
             yield Batch(records=records, failures=failures, cursor=checkpoint())
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
+            next_after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not next_after:
                 return
-            if int(after) + self.config.page_size > self.search_window:
-                if mark.since == window_start:
-                    raise SourceError(f"{self.name}: over {self.search_window} {object_type} "
-                                      f"share the modification time {mark.since}; the search "
-                                      "API cannot page past them")
-                window_start, after = mark.since, None
+            if mark.since != since:
+                after = None  # restart from the newer watermark
+                continue
+            if int(next_after) + self.config.page_size > self.search_window:
+                raise SourceError(f"{self.name}: over {self.search_window} {object_type} "
+                                  f"share the modification time {iso(since) if since else ''}"
+                                  "; the search API cannot page past them")
+            after = next_after
 
     def _map_page(self, object_type: str, page: Mapping[str, Any],
                   owners: Mapping[str, Owner], teams: Mapping[str, str],
