@@ -98,7 +98,12 @@ def test_client_errors_are_not_retried_and_carry_the_api_message(echo: Echo) -> 
                                     "message": "unexpected token: FORM"}]))
     with pytest.raises(SourceError, match="answered 400: MALFORMED_QUERY: unexpected token"):
         source(echo).request_json("GET", "/b")
-    assert len(echo.requests) == 2
+    echo.fail_next(Fault(403, {}, [{"errorCode": "REQUEST_LIMIT_EXCEEDED",
+                                    "message": "TotalRequests Limit exceeded."}]))
+    with pytest.raises(SourceError, match="API quota exhausted") as caught:
+        source(echo).request_json("GET", "/q")
+    assert not isinstance(caught.value, SourceAuthError | TransientSourceError)
+    assert len(echo.requests) == 3
 
 
 def test_a_2xx_without_json_is_a_clear_error(echo: Echo) -> None:

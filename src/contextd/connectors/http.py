@@ -175,6 +175,10 @@ class HttpSource:
                 f"{where}: {message}",
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 reason="rate_limited" if status == 429 else "server_error")
+        if status == 403 and "REQUEST_LIMIT_EXCEEDED" in message:
+            # Salesforce's exhausted daily API quota: not a credential problem, and
+            # retrying within the run cannot help.
+            raise SourceError(f"{where} (API quota exhausted, not retried): {message}")
         if status in (401, 403):
             raise SourceAuthError(f"{where} (credentials rejected, not retried): {message}")
         raise SourceError(f"{where}: {message}")

@@ -135,6 +135,8 @@ class ImapConnector:
             yield conn
         except (imaplib.IMAP4.abort, OSError) as exc:
             raise TransientSourceError(f"{self.name}: connection lost: {exc}") from exc
+        except imaplib.IMAP4.error as exc:  # the server answered BAD
+            raise SourceError(f"{self.name}: IMAP command refused: {exc}") from exc
         finally:
             with suppress(imaplib.IMAP4.error, OSError):
                 conn.logout()
