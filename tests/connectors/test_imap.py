@@ -11,6 +11,7 @@ import pytest
 
 from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError, SourceError
+from contextd.core.settings import Settings
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
 from contextd.core.types import AccessScope, Batch
 from contextd.ingest.sync import run_sync
@@ -319,3 +320,84 @@ def test_new_mail_is_served_by_v1_context_over_http_and_expunged_mail_is_not(
     dovecot.expunge(ERIN, "<h1@acme.example>", mailbox)
     run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     assert ask(ERIN) == []
+
+
+_SYNC_SCRIPT = """
+import json, sys
+from contextd.connectors.registry import build_connector
+from contextd.core.settings import Settings
+from contextd.ingest.sync import run_sync
+from contextd.runtime import Runtime
+runtime = Runtime(Settings(data_dir=sys.argv[1]))
+result = run_sync(build_connector("mail", "imap", json.loads(sys.argv[2])),
+                  ingestor=runtime.ingestor, engine=runtime.engine)
+print(json.dumps(result.stats.as_dict()))
+runtime.close()
+"""
+
+
+def test_a_killed_sync_resumes_with_every_message_once(
+        dovecot: DovecotServer, mailbox: str, tmp_path: Any) -> None:
+    """SIGKILL a real sync process mid-run, start it again: each message once, none re-embedded."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine
+
+    total = 60
+    conn = dovecot.client(ERIN)
+    for n in range(total):
+        conn.append(f'"{mailbox}"', None, None, message(
+            f"k{n}", f"Shipment {n}", f"Shipment {n} of {total}: pallet batch {n * 17} "
+            f"leaves dock {n % 7} for customer number {n * 31}."))
+    conn.logout()
+    cfg = json.dumps(config(dovecot, mailbox, batch_size=5))
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", _SYNC_SCRIPT, str(data), cfg], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    engine = None
+    try:
+        deadline = time.monotonic() + 240
+        done: set[str] = set()
+        while len(done) < 10:  # at least two checkpointed batches
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the sync made no progress"
+            time.sleep(0.05)
+            if (data / "contextd.db").exists():
+                engine = engine or create_engine(f"sqlite:///{data / 'contextd.db'}")
+                try:
+                    done = live_source_ids(engine, source="mail")
+                except Exception:  # tables not created yet
+                    done = set()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    assert len(done) < total, "the sync finished before it could be killed"
+    if engine is not None:
+        engine.dispose()
+    killed_at = len(live_source_ids(create_engine(f"sqlite:///{data / 'contextd.db'}"),
+                                    source="mail"))
+    finish = subprocess.run([sys.executable, "-c", _SYNC_SCRIPT, str(data), cfg], env=env,
+                            capture_output=True, text=True, timeout=600, check=True)
+    stats = json.loads(finish.stdout.strip().splitlines()[-1])
+    print(f"killed with {killed_at}/{total} stored; the restart pulled {stats['records']}, "
+          f"embedded {stats['chunks_embedded']}")
+    runtime = Runtime(Settings(data_dir=data))
+    try:
+        assert live_source_ids(runtime.engine, source="mail") == {mid(f"k{n}")
+                                                                  for n in range(total)}
+        assert runtime.store.count(source="mail") == total  # one chunk each, none twice
+        assert stats["records"] <= total - killed_at + 5  # at most the batch in flight again
+        assert stats["chunks_embedded"] <= total - killed_at  # finished work not re-embedded
+    finally:
+        runtime.close()
