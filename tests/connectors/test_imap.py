@@ -113,7 +113,7 @@ def test_expunged_mail_becomes_a_tombstone_unless_another_folder_keeps_it(
     dovecot.deliver(ERIN, message("e2", "e2", "body e2"), archive)  # a copy in the archive
     connector = build_connector("mail", "imap", config(dovecot, mailbox, archive))
     batches, cursor = pull_all(connector)
-    assert sorted(records(batches)) == [mid("e1"), mid("e2")]  # the copy is one record
+    assert sorted(r.source_id for b in batches for r in b.records) == [mid("e1"), mid("e2")]
     dovecot.expunge(ERIN, "<e1@acme.example>", mailbox)
     dovecot.expunge(ERIN, "<e2@acme.example>", mailbox)
     batches, cursor = pull_all(connector, cursor)
@@ -401,3 +401,21 @@ def test_a_killed_sync_resumes_with_every_message_once(
         assert stats["chunks_embedded"] <= total - killed_at  # finished work not re-embedded
     finally:
         runtime.close()
+
+
+def test_two_copies_in_one_folder_are_one_record(dovecot: DovecotServer, mailbox: str) -> None:
+    raw = message("twin", "Twice", "Delivered twice by a forwarding rule.")
+    dovecot.deliver(ERIN, raw, mailbox)
+    dovecot.deliver(ERIN, raw, mailbox)
+    connector = build_connector("mail", "imap", config(dovecot, mailbox))
+    batches, cursor = pull_all(connector)
+    assert [r.source_id for b in batches for r in b.records] == [mid("twin")]
+    conn = dovecot.client(ERIN)  # expunge one copy only: the other still holds the message
+    try:
+        conn.select(f'"{mailbox}"')
+        conn.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+        conn.expunge()
+    finally:
+        conn.logout()
+    batches, cursor = pull_all(connector, cursor)
+    assert not tombstones(batches) and connector.list_ids() == {mid("twin")}

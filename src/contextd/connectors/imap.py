@@ -195,6 +195,7 @@ class ImapConnector:
             return {"folders": folders, "orphans": sorted(orphans)}
 
         expunged: dict[str, set[int]] = {}
+        yielded: set[str] = set()
         with self._session() as conn:
             for folder in self.config.folders:
                 validity = self._select(conn, folder)
@@ -215,6 +216,11 @@ class ImapConnector:
                               if u > current["last_uid"] or u in current["retry"])
                 for part in chunked(todo, self.config.batch_size):
                     records, failures = self._read(conn, folder, part, current)
+                    # A copy of a message already read (another folder, a duplicate) is
+                    # the same record: yield it once per pull.
+                    records = list({r.source_id: r for r in records
+                                    if r.source_id not in yielded}.values())
+                    yielded.update(r.source_id for r in records)
                     yield Batch(records=records, failures=failures, cursor=checkpoint())
                 expunged[folder] = set(current["ids"]) - uids
         gone_ids = set(orphans)
