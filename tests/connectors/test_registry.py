@@ -17,6 +17,7 @@ from contextd.connectors.filesystem import FilesystemConnector
 from contextd.connectors.hubspot import HubSpotConnector
 from contextd.connectors.imap import ImapConnector
 from contextd.connectors.salesforce import SalesforceConnector
+from contextd.connectors.sql import SqlConnector
 from contextd.core.errors import ConfigError
 from tests.conftest import SAMPLE_DATA
 from tests.connectors.helpers import MANIFEST
@@ -25,7 +26,7 @@ from tests.connectors.helpers import MANIFEST
 def test_every_kind_is_registered_by_name() -> None:
     expected = {"filesystem": FilesystemConnector, "mbox": MboxConnector,
                 "maildir": MaildirConnector, "crm_export": CrmExportConnector,
-                "imap": ImapConnector, "hubspot": HubSpotConnector,
+                "sql": SqlConnector, "imap": ImapConnector, "hubspot": HubSpotConnector,
                 "salesforce": SalesforceConnector}
     assert dict(CONNECTORS) == expected
     assert get_connector_class("mbox") is MboxConnector

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from contextd import __version__
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from contextd.api.routers import context, costs, health, keys, metrics, principals
+from contextd.api.routers import connectors, context, costs, health, keys, metrics, principals
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
@@ -32,9 +32,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open everything now: fail at start, and keep lazy loads off the first request.
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
+        if settings.scheduler_enabled:
+            runtime.connectors.start_scheduler()
         yield
         if owns_runtime:
             runtime.close()
+        elif settings.scheduler_enabled:
+            runtime.connectors.scheduler.shutdown(wait=True)
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
@@ -46,7 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router):
+                   metrics.router, costs.router, connectors.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)

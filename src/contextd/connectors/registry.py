@@ -13,12 +13,13 @@ from contextd.connectors.filesystem import FilesystemConnector
 from contextd.connectors.hubspot import HubSpotConnector
 from contextd.connectors.imap import ImapConnector
 from contextd.connectors.salesforce import SalesforceConnector
+from contextd.connectors.sql import SqlConnector
 from contextd.core.errors import ConfigError
 
 CONNECTORS: dict[str, type[Any]] = {
     cls.kind: cls
     for cls in (FilesystemConnector, MboxConnector, MaildirConnector, CrmExportConnector,
-                ImapConnector, HubSpotConnector, SalesforceConnector)
+                SqlConnector, ImapConnector, HubSpotConnector, SalesforceConnector)
 }
 
 

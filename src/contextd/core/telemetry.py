@@ -62,6 +62,16 @@ SYNC_DELETED = Counter("contextd_sync_records_deleted_total", "Records tombstone
 SYNC_QUARANTINED = Counter("contextd_sync_records_quarantined_total",
                            "Records that failed and were set aside.", ["connector"],
                            registry=REGISTRY)
+SYNC_RETRIES = Counter("contextd_sync_retries_total",
+                       "Transient source errors retried after a backoff, per run step.",
+                       ["connector", "step"], registry=REGISTRY)
+CONNECTOR_LAG = Gauge("contextd_connector_lag_seconds",
+                      "Seconds since the connector's last successful run (set at scrape "
+                      "time; absent before its first success).", ["connector"],
+                      registry=REGISTRY)
+CONNECTOR_FAILING = Gauge("contextd_connector_failing",
+                          "1 when the connector's last finished run failed (set at scrape "
+                          "time).", ["connector"], registry=REGISTRY)
 SOURCE_HTTP_RETRIES = Counter("contextd_source_http_retries_total",
                               "Source API requests retried (reason: rate_limited, "
                               "server_error, timeout, connection).", ["connector", "reason"],
