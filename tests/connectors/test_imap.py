@@ -18,12 +18,9 @@ from contextd.ingest.sync import run_sync
 from contextd.memory.documents import live_source_ids
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
+from tests.connectors.conftest import BOB, ERIN, USERS
 from tests.connectors.helpers import failures, pull_all, records, tombstones
 from tests.connectors.imap_server import DovecotServer
-
-ERIN = "erin@northwind.example"
-BOB = "bob@northwind.example"
-USERS = {ERIN: "s3cret-erin", BOB: "s3cret-bob"}
 
 
 def message(ident: str, subject: str, body: str, *, sender: str = "alice@acme.example",
@@ -50,24 +47,6 @@ def message(ident: str, subject: str, body: str, *, sender: str = "alice@acme.ex
 
 def mid(ident: str) -> str:
     return f"{ident}@acme.example"
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[DovecotServer]:
-    with DovecotServer(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def mailbox(dovecot: DovecotServer, request: pytest.FixtureRequest) -> str:
-    """A fresh folder per test, so tests share the server but not their mail."""
-    folder = f"T{abs(hash(request.node.name)) % 10**8}"
-    conn = dovecot.client(ERIN)
-    try:
-        conn.create(f'"{folder}"')
-    finally:
-        conn.logout()
-    return folder
 
 
 def config(dovecot: DovecotServer, *folders: str, **overrides: Any) -> dict[str, Any]:
