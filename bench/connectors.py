@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -75,6 +76,14 @@ def main() -> None:
         return Runtime(Settings(data_dir=tmp / f"data{count[0]}"))
 
     results: dict[str, Any] = {}
+    try:
+        measure_all(n, make_runtime, results)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+
+
+def measure_all(n: int, make_runtime: Callable[[], Runtime], results: dict[str, Any]) -> None:
     user = "erin@northwind.example"
     with DovecotServer({user: "pw"}) as dovecot:
         conn = dovecot.client(user)
@@ -104,7 +113,6 @@ def main() -> None:
         results["salesforce"] = measure(build_connector("sf", "salesforce", {
             "instance_url": salesforce.base_url, "access_token": salesforce.token,
             "objects": ["Opportunity"]}), make_runtime)
-    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
