@@ -132,6 +132,7 @@ class FakeHubSpot(FakeApi):
         self.owners: list[dict[str, Any]] = []
         self.raw_results: dict[str, dict[str, Any]] = {}  # id -> a malformed result to serve
         self.searches: list[dict[str, Any]] = []  # request bodies, in order
+        self.unindexed: set[str] = set()  # ids the search index has not caught up with
         self.after_search: Callable[[int], None] | None = None  # called with the count
 
     def put(self, object_type: str, ident: str, modified: datetime, **props: Any) -> None:
@@ -195,7 +196,8 @@ class FakeHubSpot(FakeApi):
         if after + limit > self.search_window:
             return self._error(400, f"Cannot page beyond {self.search_window} results "
                                "(after + limit).", "VALIDATION_ERROR")
-        rows = [r for r in self.objects[object_type].values() if not r["archived"]]
+        rows = [r for r in self.objects[object_type].values()
+                if not r["archived"] and r["id"] not in self.unindexed]
         for group in body.get("filterGroups") or []:
             for flt in group["filters"]:
                 prop, op = flt["propertyName"], flt["operator"]
@@ -236,6 +238,7 @@ class FakeSalesforce(FakeApi):
         self.records: dict[str, dict[str, dict[str, Any]]] = {}
         self.cursors: dict[str, list[dict[str, Any]]] = {}
         self.issued = 0
+        self.uncommitted: set[str] = set()  # ids of a transaction not committed yet
 
     def put(self, sobject: str, ident: str, modstamp: datetime, **fields: Any) -> None:
         row = self.records.setdefault(sobject, {}).setdefault(ident, {"Id": ident,
@@ -294,7 +297,7 @@ class FakeSalesforce(FakeApi):
         sobject = match.group("object")
         fields = [f.strip() for f in match.group("fields").split(",")]
         rows = [r for r in self.records.get(sobject, {}).values()
-                if deleted or not r["IsDeleted"]]
+                if (deleted or not r["IsDeleted"]) and r["Id"] not in self.uncommitted]
         for clause in (match.group("where") or "").split(" AND ") if match.group("where") else []:
             rows = [r for r in rows if self._where(clause.strip(), r)]
         if match.group("order"):

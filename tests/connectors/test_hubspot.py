@@ -195,6 +195,30 @@ def test_a_record_modified_mid_pull_cannot_hide_another(hubspot: FakeHubSpot) ->
     assert records(batches)["company:1"].title == "Company: Acme Corporation"
 
 
+@pytest.mark.parametrize("settle_seconds", [60, 0])
+def test_a_change_indexed_late_is_still_read_within_the_settle_window(
+        hubspot: FakeHubSpot, settle_seconds: int) -> None:
+    """HubSpot's search index lags: a change may appear after later ones were served."""
+    from contextd.core.types import utcnow
+
+    now = utcnow()
+    hubspot.put("deals", "50", now - timedelta(seconds=20), dealname="Late deal",
+                hubspot_owner_id="101")
+    hubspot.unindexed.add("50")
+    hubspot.put("deals", "51", now - timedelta(seconds=10), dealname="Early deal",
+                hubspot_owner_id="101")
+    connector = build_connector("crm", "hubspot", config(
+        hubspot, object_types=["deals"], settle_seconds=settle_seconds))
+    batches, cursor = pull_all(connector)
+    assert {"deal:21", "deal:51"} == set(records(batches))
+    hubspot.unindexed.clear()  # the index catches up
+    batches, _ = pull_all(connector, cursor)
+    if settle_seconds:
+        assert "deal:50" in records(batches)  # read again from before the settle window
+    else:
+        assert "deal:50" not in records(batches)  # what the window prevents: a silent gap
+
+
 def test_the_search_window_is_never_reached(hubspot: FakeHubSpot) -> None:
     """HubSpot's search stops at 10,000 results; the fake and connector scale it to 6."""
     hubspot.search_window = 6

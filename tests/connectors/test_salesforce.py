@@ -225,6 +225,28 @@ def test_a_crash_mid_sync_resumes_with_every_record_once(salesforce: FakeSalesfo
     assert runtime.store.count(source="sf") == 8  # one chunk per account, none duplicated
 
 
+def test_a_late_commit_with_an_older_modstamp_is_read_and_costs_no_re_embedding(
+        salesforce: FakeSalesforce, runtime: Runtime) -> None:
+    """A transaction stamps its rows when it starts and shows them when it commits."""
+    from contextd.core.types import utcnow
+
+    now = utcnow()
+    slow, fast = "001000000000070AAA", "001000000000071AAA"
+    salesforce.put("Account", slow, now - timedelta(seconds=30), Name="Slow Import Ltd",
+                   OwnerId=BOB)
+    salesforce.uncommitted.add(slow)
+    salesforce.put("Account", fast, now - timedelta(seconds=5), Name="Quick Edit GmbH",
+                   OwnerId=BOB)
+    connector = build_connector("sf", "salesforce", config(salesforce, objects=["Account"]))
+    first = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
+    assert first.stats.records == 2  # Acme and the fast one
+    salesforce.uncommitted.clear()
+    second = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
+    assert f"account:{slow}" in live_source_ids(runtime.engine, source="sf")
+    assert second.stats.changed == 1 and second.stats.unchanged == 1  # fast: read, not embedded
+    assert second.stats.chunks_embedded == 1
+
+
 def test_bad_config_names_the_field() -> None:
     with pytest.raises(ConfigError) as caught:
         build_connector("sf", "salesforce", {"instance_url": "nope", "access_token": "t",

@@ -24,7 +24,7 @@ from pydantic import Field, SecretStr
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
-from contextd.connectors.saas import SaasConfig, describe, owner_acl
+from contextd.connectors.saas import SaasConfig, describe, owner_acl, settled_before
 from contextd.connectors.watermark import Watermark
 from contextd.core.errors import SourceError
 from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone, iso
@@ -198,6 +198,7 @@ class HubSpotConnector:
         checkpointed after every page.
         """
         state: dict[str, Any] = {k: dict(v) for k, v in dict(cursor or {}).items()}
+        settled = settled_before(self.config)
         owners, teams = self._owners()
         for object_type in self.config.object_types:
             current = state.setdefault(object_type, {})
@@ -206,7 +207,7 @@ class HubSpotConnector:
 
             def checkpoint(t: dict[str, Any] = current, m: Watermark = mark,
                            r: set[str] = retry) -> dict[str, Any]:
-                t.update(modified=m.dump(), retry=sorted(r))
+                t.update(modified=m.dump(settled), retry=sorted(r))
                 return {k: dict(v) for k, v in state.items()}
 
             if retry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -11,6 +12,7 @@ from pydantic import Field, field_validator
 from contextd.connectors.base import ConnectorConfig
 from contextd.connectors.filesystem import valid_principals
 from contextd.connectors.http import RetryPolicy
+from contextd.core.types import utcnow
 
 
 class SaasConfig(ConnectorConfig):
@@ -18,11 +20,18 @@ class SaasConfig(ConnectorConfig):
 
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     default_acl: list[str] = Field(default_factory=list)
+    # Changes newer than this are read again next run: late commits and index lag.
+    settle_seconds: int = Field(default=60, ge=0, le=86_400)
 
     @field_validator("default_acl")
     @classmethod
     def _valid(cls, value: list[str]) -> list[str]:
         return valid_principals(value)
+
+
+def settled_before(config: SaasConfig) -> datetime:
+    """The latest time a persisted watermark may hold for a pull starting now."""
+    return utcnow() - timedelta(seconds=config.settle_seconds)
 
 
 def group_name(name: str) -> str:

@@ -22,7 +22,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
-from contextd.connectors.saas import SaasConfig, describe, owner_acl
+from contextd.connectors.saas import SaasConfig, describe, owner_acl, settled_before
 from contextd.connectors.watermark import Watermark
 from contextd.core.errors import SourceAuthError, SourceError
 from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
@@ -223,6 +223,7 @@ class SalesforceConnector:
         Cursor: ``{object: {"modified": watermark, "deleted": watermark, "retry": [ids]}}``.
         """
         state: dict[str, Any] = {k: dict(v) for k, v in dict(cursor or {}).items()}
+        settled = settled_before(self.config)
         owners = self._owners()
         for sobject in self.config.objects:
             current = state.setdefault(sobject, {})
@@ -231,7 +232,7 @@ class SalesforceConnector:
 
             def checkpoint(t: dict[str, Any] = current, m: Watermark = mark,
                            r: set[str] = retry) -> dict[str, Any]:
-                t.update(modified=m.dump(), retry=sorted(r))
+                t.update(modified=m.dump(settled), retry=sorted(r))
                 return {k: dict(v) for k, v in state.items()}
 
             select = f"SELECT {', '.join(self._fields(sobject))} FROM {sobject}"

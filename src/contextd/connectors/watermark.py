@@ -4,6 +4,11 @@ Querying ``modified > cursor`` loses records that share the cursor's timestamp b
 not yet read (a known failure of peers' Salesforce sources); querying ``>=`` re-reads
 them. The watermark remembers which ids it already took at exactly ``since``, so the
 re-read boundary is skipped instead of counted twice.
+
+A source may also make a change visible after changes with later timestamps (a
+transaction that commits late, a search index that lags), so the persisted mark is held
+back ``settle_seconds`` behind the pull's start: the newest changes are read again on the
+next run, where they are unchanged and cost no embedding.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ class Watermark:
             return cls()
         return cls(to_utc(data["since"]), set(data.get("at_since") or []))
 
-    def dump(self) -> dict[str, Any]:
+    def dump(self, cap: datetime | None = None) -> dict[str, Any]:
+        """The cursor to persist; never later than ``cap`` (see ``settle_seconds``)."""
+        if cap is not None and self.since is not None and self.since > cap:
+            return {"since": iso(cap), "at_since": []}
         return {"since": iso(self.since) if self.since else None,
                 "at_since": sorted(self.at_since)}
 
