@@ -1,0 +1,104 @@
+"""Reads the rows the quality metrics are computed from, one small function per source.
+
+Other issues own some of these tables (sync runs, feedback); each read is one function
+here so it can be repointed when they land without touching the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from contextd.core.types import as_utc
+from contextd.memory.tables import (
+    BundleServed,
+    ConnectorCursor,
+    ContextRequestRow,
+    DocumentRow,
+    EvalRunRow,
+    FeedbackRow,
+)
+
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """What the documents table says about a document now."""
+
+    version: int
+    deleted: bool
+    changed_at: datetime  # ingested_at: when the current version (or deletion) was written
+
+
+def bundles_between(engine: Engine, start: datetime, end: datetime) -> list[BundleServed]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(select(BundleServed).where(
+            BundleServed.created_at >= start, BundleServed.created_at < end)
+            .order_by(col(BundleServed.created_at))))
+
+
+def requests_between(engine: Engine, start: datetime, end: datetime) -> list[ContextRequestRow]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(select(ContextRequestRow).where(
+            ContextRequestRow.created_at >= start, ContextRequestRow.created_at < end)))
+
+
+def feedback_rows(engine: Engine, bundle_ids: Sequence[str]) -> list[FeedbackRow]:
+    """Feedback given on ``bundle_ids`` (whenever it was given)."""
+    found: list[FeedbackRow] = []
+    with Session(engine, expire_on_commit=False) as session:
+        for start in range(0, len(bundle_ids), _IN_CHUNK):
+            ids = list(bundle_ids[start:start + _IN_CHUNK])
+            found.extend(session.exec(select(FeedbackRow).where(
+                col(FeedbackRow.bundle_id).in_(ids))))
+    return found
+
+
+def document_states(engine: Engine,
+                    keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], DocumentState]:
+    """Current state of each ``(source, source_id)`` that exists in the documents table."""
+    by_source: dict[str, list[str]] = {}
+    for source, source_id in set(keys):
+        by_source.setdefault(source, []).append(source_id)
+    found: dict[tuple[str, str], DocumentState] = {}
+    with Session(engine) as session:
+        for source, ids in by_source.items():
+            for start in range(0, len(ids), _IN_CHUNK):
+                rows = session.exec(select(DocumentRow.source_id, DocumentRow.version,
+                                           DocumentRow.deleted, DocumentRow.ingested_at).where(
+                    DocumentRow.source == source,
+                    col(DocumentRow.source_id).in_(ids[start:start + _IN_CHUNK])))
+                for source_id, version, deleted, changed in rows:
+                    found[(source, source_id)] = DocumentState(version, deleted, as_utc(changed))
+    return found
+
+
+def connector_last_success(engine: Engine) -> dict[str, datetime]:
+    """When each connector last synced successfully.
+
+    Until sync runs are recorded (the connectors issue), this is the later of the
+    connector's last cursor checkpoint and the last document it wrote. Repoint here.
+    """
+    last: dict[str, datetime] = {}
+    with Session(engine) as session:
+        for name, at in session.exec(select(ConnectorCursor.name, ConnectorCursor.updated_at)):
+            last[name] = as_utc(at)
+        rows = session.exec(select(DocumentRow.source, func.max(DocumentRow.ingested_at))
+                            .group_by(DocumentRow.source))
+        for source, at in rows:
+            if at is not None and (source not in last or as_utc(at) > last[source]):
+                last[source] = as_utc(at)
+    return last
+
+
+def eval_runs_between(engine: Engine, start: datetime, end: datetime) -> list[EvalRunRow]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(select(EvalRunRow).where(
+            EvalRunRow.created_at >= start, EvalRunRow.created_at < end)
+            .order_by(col(EvalRunRow.created_at))))
