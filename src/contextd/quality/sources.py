@@ -102,3 +102,21 @@ def eval_runs_between(engine: Engine, start: datetime, end: datetime) -> list[Ev
         return list(session.exec(select(EvalRunRow).where(
             EvalRunRow.created_at >= start, EvalRunRow.created_at < end)
             .order_by(col(EvalRunRow.created_at))))
+
+
+def slowest_bundles(engine: Engine, start: datetime, end: datetime,
+                    limit: int = 10) -> list[BundleServed]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(select(BundleServed).where(
+            BundleServed.created_at >= start, BundleServed.created_at < end)
+            .order_by(col(BundleServed.latency_ms).desc()).limit(limit)))
+
+
+def emptiest_bundles(engine: Engine, start: datetime, end: datetime,
+                     limit: int = 10) -> list[BundleServed]:
+    """Bundles with the fewest tokens served (empty ones first), newest first among ties."""
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(select(BundleServed).where(
+            BundleServed.created_at >= start, BundleServed.created_at < end)
+            .order_by(col(BundleServed.token_count), col(BundleServed.created_at).desc())
+            .limit(limit)))
