@@ -59,8 +59,19 @@ def write_beir(root: Path) -> Path:
     return root
 
 
-def test_eval_prints_three_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", str(write_beir(tmp_path / "beir"))]) == 0
+def test_eval_prints_three_modes_and_stores_them_as_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextd.core.settings import get_settings
+    from contextd.memory.db import make_engine
+    from contextd.quality.evaluation import list_runs
+
+    monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    try:
+        assert main(["eval", str(write_beir(tmp_path / "beir"))]) == 0
+    finally:
+        get_settings.cache_clear()
     lines = capsys.readouterr().out.strip().splitlines()
     pattern = re.compile(r"^(dense|bm25|hybrid)\s+nDCG@10 (\d\.\d{3})  recall@100 (\d\.\d{3})$")
     figures = {}
@@ -72,6 +83,15 @@ def test_eval_prints_three_modes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert figures["dense"][0] > 0.8
     assert figures["hybrid"][0] > 0.8
     assert figures["dense"][1] == figures["hybrid"][1] == 1.0
+    engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'contextd.db'}")
+    runs = {r.config["mode"]: r for r in list_runs(engine)}
+    engine.dispose()
+    assert set(runs) == {"dense", "bm25", "hybrid"}
+    for mode, (ndcg, recall) in figures.items():
+        assert runs[mode].origin == "cli"
+        assert runs[mode].metrics["ndcg@10"] == pytest.approx(ndcg, abs=5e-4)
+        assert runs[mode].metrics["recall@100"] == pytest.approx(recall, abs=5e-4)
+        assert 0.0 < runs[mode].metrics["mrr"] <= 1.0
 
 
 def test_eval_on_a_missing_dataset_is_a_clear_error(

@@ -96,7 +96,24 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     for mode, figures in results.items():
         print(f"{labels[mode]:<7} nDCG@10 {figures['ndcg@10']:.3f}  "
               f"recall@100 {figures['recall@100']:.3f}")
+    _store_eval_runs(settings, str(Path(args.dataset).resolve()),
+                     {labels[mode]: figures for mode, figures in results.items()})
     return 0
+
+
+def _store_eval_runs(settings: Settings, dataset: str,
+                     results: dict[str, dict[str, float]]) -> None:
+    """Keep the figures with the golden-set runs (``GET /v1/eval/runs``, the dashboard)."""
+    from contextd.quality.evaluation import store_cli_run
+
+    runtime = Runtime(settings)
+    try:
+        ids = [store_cli_run(runtime.engine, dataset=dataset, mode=mode, metrics=figures).id
+               for mode, figures in results.items()]
+    finally:
+        runtime.close()
+    print(f"stored eval runs {', '.join(ids)} in {settings.sql_url.split('@')[-1]}",
+          file=sys.stderr)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
