@@ -15,7 +15,7 @@ class WebhookReceiver:
         received, receiver = self.received, self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length))
                 received.append({"path": self.path, "body": body,

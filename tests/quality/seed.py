@@ -50,21 +50,23 @@ def _bundle(bundle_id: str, at: datetime, items: list[dict[str, Any]], kinds: li
                         latency_ms=latency_ms, stages_ms={"embed": latency_ms / 2})
 
 
-def seed(engine: Engine) -> None:
-    b1 = END - 2 * H
-    b2 = END - 6 * H
-    b3 = END - 18 * H
-    b4 = END - 16 * H
-    b0 = START - H  # outside the window (but inside the 2026-11-24 daily bucket)
+def seed(engine: Engine, end: datetime = END) -> None:
+    """Write the history, dated relative to ``end`` (EXPECTED holds for any ``end``)."""
+    start = end - timedelta(hours=24)
+    b1 = end - 2 * H
+    b2 = end - 6 * H
+    b3 = end - 18 * H
+    b4 = end - 16 * H
+    b0 = start - H  # outside the window (but inside the 2026-11-24 daily bucket)
     rows: list[Any] = [
-        _doc("docs", "d1", "document", 2, END - 5 * D),
-        _doc("docs", "d2", "document", 3, END - H),      # re-versioned after B1 was served
-        _doc("docs", "d3", "document", 1, END - 3 * D, deleted=True),
-        _doc("docs", "d4", "document", 4, END - 24 * D),  # v2 long superseded
-        _doc("mail", "e1", "email", 1, END - 4 * D),
-        _doc("crm", "c1", "crm", 1, END - 30 * timedelta(minutes=1)),
-        ConnectorCursor(name="docs", kind="filesystem", cursor={}, updated_at=END - 2 * H),
-        ConnectorCursor(name="mail", kind="mbox", cursor={}, updated_at=END - 3 * D),
+        _doc("docs", "d1", "document", 2, end - 5 * D),
+        _doc("docs", "d2", "document", 3, end - H),      # re-versioned after B1 was served
+        _doc("docs", "d3", "document", 1, end - 3 * D, deleted=True),
+        _doc("docs", "d4", "document", 4, end - 24 * D),  # v2 long superseded
+        _doc("mail", "e1", "email", 1, end - 4 * D),
+        _doc("crm", "c1", "crm", 1, end - 30 * timedelta(minutes=1)),
+        ConnectorCursor(name="docs", kind="filesystem", cursor={}, updated_at=end - 2 * H),
+        ConnectorCursor(name="mail", kind="mbox", cursor={}, updated_at=end - 3 * D),
         # B1: current d1, d2 (superseded only later), e1; asked document+email: covered.
         _bundle("B1", b1, [_item("docs", "d1", "document", 2, b1 - 10 * D),
                            _item("docs", "d2", "document", 2, b1 - 2 * D),
@@ -84,19 +86,19 @@ def seed(engine: Engine) -> None:
         FeedbackRow(bundle_id="B1", rating=1, used_item_ids=["d1-chunk"], created_at=b1 + H),
         FeedbackRow(bundle_id="B2", rating=-1, used_item_ids=[], created_at=b2 + H),
         FeedbackRow(bundle_id="B0", rating=1, used_item_ids=["d1-chunk"], created_at=b0 + H),
-        EvalRunRow(id="r0", created_at=END - 5 * H, golden_set_id="g", dataset="g",
+        EvalRunRow(id="r0", created_at=end - 5 * H, golden_set_id="g", dataset="g",
                    config={"mode": "hybrid", "freshness": True},
                    metrics={"ndcg@10": 0.5, "mrr": 0.5, "recall@bundle": 0.5, "queries": 5}),
-        EvalRunRow(id="r1", created_at=END - 4 * H, golden_set_id="g", dataset="g",
+        EvalRunRow(id="r1", created_at=end - 4 * H, golden_set_id="g", dataset="g",
                    config={"mode": "hybrid", "freshness": True},
                    metrics={"ndcg@10": 0.6, "mrr": 0.7, "recall@bundle": 0.8, "queries": 5}),
-        EvalRunRow(id="r2", created_at=END - 3 * H, golden_set_id="g", dataset="g",
+        EvalRunRow(id="r2", created_at=end - 3 * H, golden_set_id="g", dataset="g",
                    config={"mode": "dense", "freshness": True},
                    metrics={"ndcg@10": 0.3, "mrr": 0.3, "recall@bundle": 0.3, "queries": 5}),
     ]
-    for at, status, latency in [(END - 3 * H, 200, 10.0), (END - 4 * H, 200, 20.0),
-                                (END - 5 * H, 200, 30.0), (END - 6 * H, 422, 40.0),
-                                (END - 7 * H, 500, 1000.0), (START - H, 500, 99999.0)]:
+    for at, status, latency in [(end - 3 * H, 200, 10.0), (end - 4 * H, 200, 20.0),
+                                (end - 5 * H, 200, 30.0), (end - 6 * H, 422, 40.0),
+                                (end - 7 * H, 500, 1000.0), (start - H, 500, 99999.0)]:
         rows.append(ContextRequestRow(created_at=at, status=status, latency_ms=latency))
     with session_scope(engine) as session:
         session.add_all(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from contextd.api.dashboard.auth import COOKIE, DASHBOARD_ROLES, Viewer
 from contextd.api.deps import RuntimeDep
 from contextd.api.threads import in_thread
 from contextd.core.errors import AuthenticationFailed
-from contextd.core.types import utcnow
+from contextd.core.types import as_utc, utcnow
 from contextd.memory.keys import authenticate
 from contextd.memory.sessions import close_session, open_session
 from contextd.quality.report import dashboard_report
@@ -49,12 +50,14 @@ def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
 
 @router.get("", response_class=HTMLResponse)
 async def dashboard(runtime: RuntimeDep, viewer: Viewer,
-                    hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24) -> Response:
+                    hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
+                    end: datetime | None = None) -> Response:
     """The analysts' page (login first when the browser has no session)."""
     if viewer is None:
         return RedirectResponse("/dashboard/login", status_code=303)
     settings = runtime.settings
-    report = await in_thread(dashboard_report, runtime.engine, now=utcnow(), hours=hours,
+    report = await in_thread(dashboard_report, runtime.engine,
+                             now=as_utc(end) if end else utcnow(), hours=hours,
                              lag_objective_seconds=settings.quality_lag_objective_seconds)
     return _page("dashboard.html", viewer=viewer, hours=hours, **report)
 
