@@ -34,7 +34,8 @@ DEFINITIONS: dict[str, str] = {
     "freshness.connector_lag_seconds":
         "Per connector: now - last successful sync (its last checkpoint or document "
         "write), against the objective CONTEXTD_QUALITY_LAG_OBJECTIVE_SECONDS; value is "
-        "the share of connectors within the objective.",
+        "the share of connectors within the objective. Measured at the window end; a "
+        "connector that synced after it counts as lag 0.",
     "accessibility": "Could agents get context, quickly and without errors?",
     "accessibility.latency_ms":
         "End-to-end latency of POST /v1/context as measured by the server (every "

@@ -146,7 +146,7 @@ def freshness(bundles: Sequence[BundleServed], last_success: dict[str, datetime]
     all_ages = ages.get("all", [])
     connectors = []
     for name, at in sorted(last_success.items()):
-        lag = (now - at).total_seconds()
+        lag = max((now - at).total_seconds(), 0.0)  # synced after the window end: 0
         connectors.append({"connector": name, "last_success_at": iso(at),
                            "lag_seconds": lag, "within_objective": lag <= objective_seconds})
     within = sum(1 for c in connectors if c["within_objective"])

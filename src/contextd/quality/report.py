@@ -20,7 +20,7 @@ def request_row(bundle: BundleServed) -> dict[str, Any]:
     """A served bundle as the dashboard lists it (query text only if it was kept)."""
     return {"bundle_id": bundle.bundle_id, "created_at": iso(bundle.created_at),
             "agent": bundle.agent, "user_id": bundle.user_id, "query": bundle.query,
-            "items": len(bundle.items), "token_count": bundle.token_count,
+            "item_count": len(bundle.items), "token_count": bundle.token_count,
             "token_budget": bundle.token_budget, "candidates": bundle.candidates,
             "latency_ms": bundle.latency_ms, "stages_ms": bundle.stages_ms}
 

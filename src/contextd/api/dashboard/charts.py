@@ -25,7 +25,7 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
                *, fmt: Fmt, y_max: float | None = None, reference: float | None = None,
                reference_label: str = "", width: int = 520, height: int = 170) -> Markup:
     """One or more series over shared x ``labels`` (e.g. bucket starts)."""
-    left, right, top, bottom = 52, 10, 22, 24
+    left, right, top, bottom = 70, 10, 22, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     every = [v for values in series.values() for v in values]
     if reference is not None:
@@ -41,7 +41,7 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
 
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" aria-label="{escape(title)}">',
-             f'<text x="{left}" y="14" class="chart-title">{escape(title)}</text>']
+             f'<text x="8" y="14" class="chart-title">{escape(title)}</text>']
     for fraction in (0.0, 0.5, 1.0):
         gy = top + plot_h - plot_h * fraction
         parts.append(f'<line x1="{left}" y1="{gy:.1f}" x2="{width - right}" y2="{gy:.1f}" '
