@@ -166,7 +166,7 @@ class FeedbackRow(SQLModel, table=True):
     """An agent's feedback on one served bundle: a rating and which items it used.
 
     Defined here for the used/served relevance ratio until the feedback issue lands its own
-    table (the quality module reads rows through ``quality.sources.feedback_rows``).
+    table (the quality module reads rows through ``quality.sources.feedback_between``).
     """
 
     __tablename__ = "feedback"

@@ -17,10 +17,10 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from contextd.core.types import as_utc, iso
-from contextd.memory.tables import BundleServed, ContextRequestRow, EvalRunRow, FeedbackRow
+from contextd.memory.tables import FeedbackRow
 from contextd.quality import sources
 from contextd.quality.definitions import DEFINITIONS
-from contextd.quality.sources import DocumentState
+from contextd.quality.sources import DocumentState, RequestOutcome, RunSummary, ServedBundle
 from contextd.retrieval.service import parse_ts
 
 DAY_SECONDS = 86400.0
@@ -45,12 +45,12 @@ def default_config(config: dict[str, Any]) -> bool:
     return config.get("mode", "hybrid") == "hybrid" and bool(config.get("freshness", True))
 
 
-def latest_default_run(runs: Sequence[EvalRunRow], metric: str) -> EvalRunRow | None:
+def latest_default_run(runs: Sequence[RunSummary], metric: str) -> RunSummary | None:
     chosen = [r for r in runs if default_config(r.config) and metric in r.metrics]
     return max(chosen, key=lambda r: as_utc(r.created_at)) if chosen else None
 
 
-def _run_figure(name: str, runs: Sequence[EvalRunRow], metric: str) -> dict[str, Any]:
+def _run_figure(name: str, runs: Sequence[RunSummary], metric: str) -> dict[str, Any]:
     run = latest_default_run(runs, metric)
     if run is None:
         return figure(name, None, 0, run_id=None, golden_set_id=None)
@@ -58,7 +58,7 @@ def _run_figure(name: str, runs: Sequence[EvalRunRow], metric: str) -> dict[str,
                   run_id=run.id, golden_set_id=run.golden_set_id, dataset=run.dataset)
 
 
-def completeness(bundles: Sequence[BundleServed], runs: Sequence[EvalRunRow]) -> dict[str, Any]:
+def completeness(bundles: Sequence[ServedBundle], runs: Sequence[RunSummary]) -> dict[str, Any]:
     asked = [b for b in bundles if b.kinds_requested]
     covered = sum(1 for b in asked
                   if set(b.kinds_requested) <= {str(i.get("kind")) for i in b.items})
@@ -85,7 +85,7 @@ def item_was_current(item: dict[str, Any], served_at: datetime,
     return "superseded"
 
 
-def accuracy(bundles: Sequence[BundleServed],
+def accuracy(bundles: Sequence[ServedBundle],
              states: dict[tuple[str, str], DocumentState]) -> dict[str, Any]:
     outcomes: dict[str, int] = defaultdict(int)
     for bundle in bundles:
@@ -98,7 +98,7 @@ def accuracy(bundles: Sequence[BundleServed],
         breakdown={k: outcomes[k] for k in ("current", "superseded", "deleted", "missing")})}
 
 
-def used_served(bundles: Sequence[BundleServed],
+def used_served(bundles: Sequence[ServedBundle],
                 feedback: Sequence[FeedbackRow]) -> tuple[int, int, int]:
     """(items used, items served, bundles with feedback); several feedback rows on one
     bundle count the union of the items they report used."""
@@ -116,8 +116,8 @@ def used_served(bundles: Sequence[BundleServed],
     return used, served, rated
 
 
-def relevance(bundles: Sequence[BundleServed], feedback: Sequence[FeedbackRow],
-              runs: Sequence[EvalRunRow]) -> dict[str, Any]:
+def relevance(bundles: Sequence[ServedBundle], feedback: Sequence[FeedbackRow],
+              runs: Sequence[RunSummary]) -> dict[str, Any]:
     used, served, rated = used_served(bundles, feedback)
     return {
         "ndcg@10": _run_figure("relevance.ndcg@10", runs, "ndcg@10"),
@@ -127,7 +127,7 @@ def relevance(bundles: Sequence[BundleServed], feedback: Sequence[FeedbackRow],
     }
 
 
-def item_ages_days(bundles: Sequence[BundleServed]) -> dict[str, list[float]]:
+def item_ages_days(bundles: Sequence[ServedBundle]) -> dict[str, list[float]]:
     ages: dict[str, list[float]] = defaultdict(list)
     for bundle in bundles:
         served_at = as_utc(bundle.created_at)
@@ -138,7 +138,7 @@ def item_ages_days(bundles: Sequence[BundleServed]) -> dict[str, list[float]]:
     return ages
 
 
-def freshness(bundles: Sequence[BundleServed], last_success: dict[str, datetime],
+def freshness(bundles: Sequence[ServedBundle], last_success: dict[str, datetime],
               now: datetime, objective_seconds: float) -> dict[str, Any]:
     ages = item_ages_days(bundles)
     per_kind = {kind: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
@@ -160,8 +160,8 @@ def freshness(bundles: Sequence[BundleServed], last_success: dict[str, datetime]
     }
 
 
-def accessibility(requests: Sequence[ContextRequestRow],
-                  bundles: Sequence[BundleServed]) -> dict[str, Any]:
+def accessibility(requests: Sequence[RequestOutcome],
+                  bundles: Sequence[ServedBundle]) -> dict[str, Any]:
     latencies = [r.latency_ms for r in requests]
     errors = sum(1 for r in requests if r.status >= 400)
     server_errors = sum(1 for r in requests if r.status >= 500)
@@ -184,7 +184,7 @@ def quality_snapshot(engine: Engine, *, start: datetime, end: datetime,
     bundles = sources.bundles_between(engine, start, end)
     requests = sources.requests_between(engine, start, end)
     runs = sources.eval_runs_between(engine, start, end)
-    feedback = sources.feedback_rows(engine, [b.bundle_id for b in bundles])
+    feedback = sources.feedback_between(engine, start, end)
     states = sources.document_states(
         engine, ((str(i.get("source")), str(i.get("source_id"))) for b in bundles for i in b.items))
     window = {"start": iso(start), "end": iso(end),
@@ -226,7 +226,7 @@ def quality_timeseries(engine: Engine, *, start: datetime, end: datetime,
         grouped[bucket_start(r.created_at, bucket)]["requests"].append(r)
     for run in sources.eval_runs_between(engine, first, end):
         grouped[bucket_start(run.created_at, bucket)]["runs"].append(run)
-    feedback = sources.feedback_rows(engine, [b.bundle_id for b in bundles])
+    feedback = sources.feedback_between(engine, first, end)
     states = sources.document_states(
         engine, ((str(i.get("source")), str(i.get("source_id"))) for b in bundles for i in b.items))
     series = []

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from contextd.core.types import as_utc
@@ -28,6 +30,36 @@ _IN_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
+class ServedBundle:
+    """The columns of a ``bundles_served`` row the metrics read (no ORM objects: a month
+    of bundles loads several times faster as plain tuples)."""
+
+    bundle_id: str
+    created_at: datetime
+    kinds_requested: Sequence[str]
+    items: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    created_at: datetime
+    status: int
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """An eval run without its per-query detail."""
+
+    id: str
+    created_at: datetime
+    golden_set_id: str | None
+    dataset: str
+    config: dict[str, Any]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentState:
     """What the documents table says about a document now."""
 
@@ -36,28 +68,31 @@ class DocumentState:
     changed_at: datetime  # ingested_at: when the current version (or deletion) was written
 
 
-def bundles_between(engine: Engine, start: datetime, end: datetime) -> list[BundleServed]:
+def bundles_between(engine: Engine, start: datetime, end: datetime) -> list[ServedBundle]:
+    statement = select(BundleServed.bundle_id, BundleServed.created_at,
+                       BundleServed.kinds_requested, BundleServed.items).where(
+        BundleServed.created_at >= start, BundleServed.created_at < end)
+    with Session(engine) as session:
+        return [ServedBundle(b, as_utc(at), kinds, items)
+                for b, at, kinds, items in session.exec(statement)]
+
+
+def requests_between(engine: Engine, start: datetime, end: datetime) -> list[RequestOutcome]:
+    statement = select(ContextRequestRow.created_at, ContextRequestRow.status,
+                       ContextRequestRow.latency_ms).where(
+        ContextRequestRow.created_at >= start, ContextRequestRow.created_at < end)
+    with Session(engine) as session:
+        return [RequestOutcome(as_utc(at), status, latency)
+                for at, status, latency in session.exec(statement)]
+
+
+def feedback_between(engine: Engine, start: datetime, end: datetime) -> list[FeedbackRow]:
+    """Feedback given (whenever) on the bundles served in ``[start, end)``."""
+    served = select(BundleServed.bundle_id).where(
+        BundleServed.created_at >= start, BundleServed.created_at < end)
     with Session(engine, expire_on_commit=False) as session:
-        return list(session.exec(select(BundleServed).where(
-            BundleServed.created_at >= start, BundleServed.created_at < end)
-            .order_by(col(BundleServed.created_at))))
-
-
-def requests_between(engine: Engine, start: datetime, end: datetime) -> list[ContextRequestRow]:
-    with Session(engine, expire_on_commit=False) as session:
-        return list(session.exec(select(ContextRequestRow).where(
-            ContextRequestRow.created_at >= start, ContextRequestRow.created_at < end)))
-
-
-def feedback_rows(engine: Engine, bundle_ids: Sequence[str]) -> list[FeedbackRow]:
-    """Feedback given on ``bundle_ids`` (whenever it was given)."""
-    found: list[FeedbackRow] = []
-    with Session(engine, expire_on_commit=False) as session:
-        for start in range(0, len(bundle_ids), _IN_CHUNK):
-            ids = list(bundle_ids[start:start + _IN_CHUNK])
-            found.extend(session.exec(select(FeedbackRow).where(
-                col(FeedbackRow.bundle_id).in_(ids))))
-    return found
+        return list(session.exec(select(FeedbackRow).where(
+            col(FeedbackRow.bundle_id).in_(served.scalar_subquery()))))
 
 
 def document_states(engine: Engine,
@@ -97,11 +132,13 @@ def connector_last_success(engine: Engine) -> dict[str, datetime]:
     return last
 
 
-def eval_runs_between(engine: Engine, start: datetime, end: datetime) -> list[EvalRunRow]:
-    with Session(engine, expire_on_commit=False) as session:
-        return list(session.exec(select(EvalRunRow).where(
-            EvalRunRow.created_at >= start, EvalRunRow.created_at < end)
-            .order_by(col(EvalRunRow.created_at))))
+def eval_runs_between(engine: Engine, start: datetime, end: datetime) -> list[RunSummary]:
+    lazy_detail = defer(EvalRunRow.per_query)  # type: ignore[arg-type]
+    statement = select(EvalRunRow).options(lazy_detail).where(
+        EvalRunRow.created_at >= start, EvalRunRow.created_at < end)
+    with Session(engine) as session:
+        return [RunSummary(r.id, as_utc(r.created_at), r.golden_set_id, r.dataset, r.config,
+                           r.metrics) for r in session.exec(statement)]
 
 
 def slowest_bundles(engine: Engine, start: datetime, end: datetime,
