@@ -16,6 +16,7 @@ from contextd.runtime import Runtime
 from tests.conftest import LiveServer
 from tests.factories import keys
 from tests.quality.corpus import QRELS, QUERIES, RECORDS
+from tests.quality.pg import postgres_database
 from tests.quality.receiver import WebhookReceiver
 
 
@@ -245,3 +246,26 @@ def test_roles(server: tuple[LiveServer, dict[str, str]]) -> None:
             assert anonymous.request(method, path, json=body).status_code == 401, path
             assert agent.request(method, path, json=body).status_code == 403, path
         assert admin.get("/v1/quality").status_code == 200
+
+
+def test_golden_sets_runs_and_alerts_on_postgresql(make_runtime: Callable[..., Runtime],
+                                                   receiver: WebhookReceiver) -> None:
+    with postgres_database() as url:
+        runtime = make_runtime(database_url=url, quality_webhook_url=receiver.url)
+        runtime.ingestor.ingest(RECORDS)
+        k = keys(runtime.engine)
+        with LiveServer(runtime) as live, live.client(k["analyst"]) as analyst:
+            set_id = analyst.post("/v1/golden-sets", json=golden_json()).json()["id"]
+            taken = analyst.post("/v1/golden-sets", json=golden_json())
+            assert taken.status_code == 409
+            base = analyst.post("/v1/eval/runs", json={"golden_set": set_id}).json()
+            assert analyst.put(f"/v1/golden-sets/{set_id}/baseline",
+                               json={"run_id": base["id"]}).status_code == 200
+            worse = analyst.post("/v1/eval/runs", json={"golden_set": set_id,
+                                                        "config": {"freshness": False}}).json()
+            assert worse["regressed"] and worse["baseline_run_id"] == base["id"]
+            assert [h["body"]["run_id"] for h in receiver.received] == [worse["id"]]
+            relevance = analyst.get("/v1/quality").json()["metrics"]["relevance"]["values"]
+            assert relevance["ndcg@10"]["run_id"] == base["id"]
+            assert analyst.get("/dashboard").status_code == 200
+        runtime.close()

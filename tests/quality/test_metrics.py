@@ -3,7 +3,6 @@ seed.py), on SQLite and on a real PostgreSQL database."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,8 @@ from sqlalchemy.engine import Engine
 
 from contextd.memory.db import create_schema, make_engine
 from contextd.quality.metrics import quality_snapshot, quality_timeseries
+from tests.quality.pg import postgres_database
 from tests.quality.seed import END, EXPECTED, START, seed
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -26,19 +24,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield eng
         eng.dispose()
         return
-    name = f"contextd_i6_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    eng = make_engine(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        create_schema(eng)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_database() as url:
+        eng = make_engine(url)
+        try:
+            create_schema(eng)
+            yield eng
+        finally:
+            eng.dispose()
 
 
 def check(snapshot: dict[str, Any]) -> None:
