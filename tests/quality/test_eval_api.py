@@ -111,6 +111,10 @@ def test_degraded_config_is_flagged_against_the_hybrid_baseline(
         assert hook["body"]["run_id"] == run["id"]
         assert hook["body"]["baseline_run_id"] == baseline["id"]
         assert "ndcg@10" in hook["body"]["regressions"]
+        label = "dense" if degraded["mode"] == "dense" else "hybrid-nofreshness"
+        assert REGISTRY.get_sample_value("contextd_quality_eval_metric", {
+            "golden_set": "policies", "config": label, "metric": "ndcg@10"}) == pytest.approx(
+            run["metrics"]["ndcg@10"])
 
         listed = analyst.get("/v1/eval/runs", params={"golden_set": "policies"}).json()
         assert [r["id"] for r in listed] == [run["id"], same["id"], baseline["id"]]

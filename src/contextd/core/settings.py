@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     trace_console: bool = False
     # issue 6: context quality
     quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0)
-    quality_webhook_url: str | None = None
+    quality_webhook_url: SecretStr | None = None  # often carries a token: never echoed
     quality_lag_objective_seconds: float = Field(86400.0, gt=0.0)
     dashboard_session_hours: float = Field(8.0, gt=0.0, le=24 * 30)
 

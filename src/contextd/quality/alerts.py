@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import httpx
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from contextd.core.telemetry import REGISTRY
 
@@ -24,6 +24,23 @@ QUALITY_REGRESSIONS = Counter(
     "contextd_quality_regressions_total",
     "Eval runs whose metric fell past the threshold below the golden set's baseline.",
     ["golden_set", "metric"], registry=REGISTRY)
+
+EVAL_METRIC = Gauge(
+    "contextd_quality_eval_metric",
+    "The latest eval run's mean metric per golden set and configuration (e.g. hybrid, "
+    "dense, bm25, hybrid-nofreshness).", ["golden_set", "config", "metric"], registry=REGISTRY)
+
+
+def config_label(config: dict[str, Any]) -> str:
+    mode = str(config.get("mode", "hybrid"))
+    return mode if config.get("freshness", True) else f"{mode}-nofreshness"
+
+
+def publish_run(golden_set: str, config: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Expose a run's figures as gauges so Prometheus can plot and alert on them too."""
+    for metric in COMPARED_METRICS:
+        if metric in metrics:
+            EVAL_METRIC.labels(golden_set, config_label(config), metric).set(metrics[metric])
 
 
 def compare(current: dict[str, float], baseline: dict[str, float],

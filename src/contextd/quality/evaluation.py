@@ -23,7 +23,7 @@ from contextd.core.types import AccessScope, iso
 from contextd.memory.db import session_scope
 from contextd.memory.principals import effective_principals
 from contextd.memory.tables import EvalRunRow, GoldenSetRow
-from contextd.quality.alerts import compare, raise_alert
+from contextd.quality.alerts import compare, publish_run, raise_alert
 from contextd.quality.golden import queries_of
 from contextd.retrieval.evaluation import ndcg_at, recall_at, reciprocal_rank
 from contextd.retrieval.schemas import ContextQuery
@@ -116,6 +116,7 @@ def run_golden_set(retriever: Retriever, engine: Engine, golden: GoldenSetRow,
                 webhook_url=policy.webhook_url)
     with session_scope(engine) as session:
         session.add(run)
+    publish_run(golden.name, run.config, metrics)
     log.info("eval run", extra={"event": "eval_run", "run_id": run.id,
                                 "golden_set": golden.name, "config": run.config,
                                 "metrics": metrics, "regressed": run.regressed})

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from contextd.core.telemetry import span
 from contextd.core.types import as_utc, iso
 from contextd.memory.tables import FeedbackRow
 from contextd.quality import sources
@@ -181,6 +182,13 @@ def accessibility(requests: Sequence[RequestOutcome],
 def quality_snapshot(engine: Engine, *, start: datetime, end: datetime,
                      lag_objective_seconds: float) -> dict[str, Any]:
     """The five metrics over ``[start, end)``; connector lag is measured at ``end``."""
+    with span("quality.snapshot"):
+        return _snapshot(engine, start=start, end=end,
+                         lag_objective_seconds=lag_objective_seconds)
+
+
+def _snapshot(engine: Engine, *, start: datetime, end: datetime,
+              lag_objective_seconds: float) -> dict[str, Any]:
     bundles = sources.bundles_between(engine, start, end)
     requests = sources.requests_between(engine, start, end)
     runs = sources.eval_runs_between(engine, start, end)

@@ -94,8 +94,9 @@ def _run(runtime: Runtime, body: EvalRunIn) -> dict[str, Any]:
                            details=[{"field": "config.top_k"}])
     row = golden.get_golden_set(runtime.engine, body.golden_set)
     config = EvalConfig(**body.config.model_dump())
+    webhook = settings.quality_webhook_url
     policy = AlertPolicy(threshold=settings.quality_regression_threshold,
-                         webhook_url=settings.quality_webhook_url)
+                         webhook_url=webhook.get_secret_value() if webhook else None)
     return run_json(run_golden_set(runtime.retriever, runtime.engine, row, config, policy),
                     per_query=True)
 
