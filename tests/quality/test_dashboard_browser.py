@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from contextd.core.types import utcnow
 from contextd.runtime import Runtime
@@ -24,7 +25,6 @@ from tests.quality.seed import seed
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 
 def ratio(v: float | None) -> str:
@@ -71,10 +71,10 @@ def expected_texts(quality: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is required: apt-get install -y chromium (see .ci/run)")
-    with playwright_api.sync_playwright() as pw:
+    with sync_playwright() as pw:
         launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                       args=["--no-sandbox", "--disable-gpu"])
         yield launched
@@ -82,7 +82,7 @@ def browser() -> Iterator[Any]:
 
 
 def test_dashboard_renders_the_api_numbers_without_console_errors(
-        live_server: LiveServer, runtime: Runtime, browser: Any) -> None:
+        live_server: LiveServer, runtime: Runtime, browser: Browser) -> None:
     end = utcnow().replace(microsecond=0)
     seed(runtime.engine, end=end - timedelta(minutes=1))
     runtime.ingestor.ingest(RECORDS)
