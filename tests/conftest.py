@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Connector schedules fire only in the tests that turn them on (issue 3).
+os.environ.setdefault("CONTEXTD_SCHEDULER_ENABLED", "false")
 
 from contextd.core.embedder import SentenceTransformerEncoder
 from contextd.core.settings import Settings

@@ -55,6 +55,20 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a configured connector (``POST /v1/connectors``) once, now, and print the run."""
+    from contextd.memory.connectors import find_connector
+
+    runtime = Runtime(settings)
+    try:
+        row = find_connector(runtime.engine, args.name)
+        run = runtime.connectors.run_blocking(row.id, trigger="cli")
+    finally:
+        runtime.close()
+    _print(run.model_dump())
+    return 0 if run.status in ("success", "partial") else 1
+
+
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from contextd.memory.keys import create_key
 
@@ -183,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--name", help="source name (default: the connector kind)")
     ingest.add_argument("--config", help="extra connector config as JSON")
     ingest.set_defaults(func=cmd_ingest)
+
+    sync = sub.add_parser("sync", help="run a configured connector once, now")
+    sync.add_argument("name", help="the connector's name")
+    sync.set_defaults(func=cmd_sync)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

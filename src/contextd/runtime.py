@@ -15,7 +15,10 @@ from contextd.core.embedder import Bm25Encoder, DenseEncoder, SentenceTransforme
 from contextd.core.settings import Settings
 from contextd.core.store import VectorStore
 from contextd.ingest.chunking import Chunker
+from contextd.ingest.connector_service import ConnectorService
 from contextd.ingest.pipeline import Ingestor
+from contextd.ingest.retry import RetryPolicy
+from contextd.ingest.runs import RunSettings
 from contextd.memory.db import create_schema, make_engine
 from contextd.retrieval.service import Retriever
 
@@ -73,8 +76,21 @@ class Runtime:
         return Retriever(store=self.store, dense=self.dense, sparse=self.sparse,
                          settings=self.settings)
 
+    @cached_property
+    def connectors(self) -> ConnectorService:
+        s = self.settings
+        policy = RetryPolicy(attempts=s.sync_retry_attempts,
+                             initial_seconds=s.sync_retry_initial_seconds,
+                             max_seconds=s.sync_retry_max_seconds)
+        return ConnectorService(
+            engine=self.engine, store=self.store, ingestor=lambda: self.ingestor,
+            settings=RunSettings(retry=policy, lease_ttl_seconds=s.sync_lease_ttl_seconds),
+            max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds)
+
     def close(self) -> None:
-        """Release the store and the SQL pool."""
+        """Stop the scheduler and running syncs, then release the store and the SQL pool."""
+        if "connectors" in self.__dict__:
+            self.connectors.close()
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -177,3 +178,27 @@ def test_unknown_route_and_method_are_json(api) -> None:  # type: ignore[no-unty
         resp = client.get("/v1/context")
         assert resp.status_code == 405
         assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_every_served_bundle_is_recorded_without_its_query_text(api) -> None:  # type: ignore[no-untyped-def]
+    from sqlmodel import Session, select
+
+    from contextd.memory.bundles import query_hash
+    from contextd.memory.tables import BundleServed
+
+    server, k = api
+    body = _ctx(server, k["agent"], query="discount approval", session_id="s1",
+                kinds=["document"], token_budget=300).json()
+    runtime = server.runtime
+    deadline = time.monotonic() + 5
+    row = None
+    while row is None and time.monotonic() < deadline:  # written after the reply
+        with Session(runtime.engine) as session:
+            row = session.exec(select(BundleServed)
+                               .where(BundleServed.bundle_id == body["bundle_id"])).first()
+    assert row is not None
+    assert (row.user_id, row.session_id, row.kinds_requested) == ("alice", "s1", ["document"])
+    assert row.query is None and row.query_hash == query_hash("discount approval")
+    assert [i["id"] for i in row.items] == [i["id"] for i in body["items"]]
+    assert row.token_count == body["token_count"] <= row.token_budget == 300
+    assert row.items[0]["doc_version"] >= 1 and row.latency_ms > 0

@@ -16,16 +16,19 @@ from contextd.memory.db import session_scope
 from contextd.memory.tables import (
     BundleServed,
     ConnectorCursor,
+    ConnectorRow,
     ContextRequestRow,
     DocumentRow,
     EvalRunRow,
     FeedbackRow,
+    SyncRunRow,
 )
 
 END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 START = END - timedelta(hours=24)
 H = timedelta(hours=1)
 D = timedelta(days=1)
+M = timedelta(minutes=1)
 
 
 def _doc(source: str, source_id: str, kind: str, version: int, ingested_at: datetime,
@@ -67,6 +70,15 @@ def seed(engine: Engine, end: datetime = END) -> None:
         _doc("crm", "c1", "crm", 1, end - 30 * timedelta(minutes=1)),
         ConnectorCursor(name="docs", kind="filesystem", cursor={}, updated_at=end - 2 * H),
         ConnectorCursor(name="mail", kind="mbox", cursor={}, updated_at=end - 3 * D),
+        # configured connectors: lag comes from their sync runs, not their documents
+        ConnectorRow(id="c-crm", name="crm", kind="crm_export"),
+        SyncRunRow(id="run-crm-1", connector_id="c-crm", status="success",
+                   started_at=end - 4 * H, finished_at=end - 3 * H),
+        SyncRunRow(id="run-crm-2", connector_id="c-crm", status="failed",
+                   started_at=end - 40 * M, finished_at=end - 30 * M, error_code="source_auth"),
+        ConnectorRow(id="c-wiki", name="wiki", kind="filesystem", enabled=False),
+        SyncRunRow(id="run-wiki-1", connector_id="c-wiki", status="failed",
+                   started_at=end - 2 * D, finished_at=end - 2 * D, error_code="source_error"),
         # B1: current d1, d2 (superseded only later), e1; asked document+email: covered.
         _bundle("B1", b1, [_item("docs", "d1", "document", 2, b1 - 10 * D),
                            _item("docs", "d2", "document", 2, b1 - 2 * D),
@@ -125,10 +137,12 @@ EXPECTED: dict[str, Any] = {
     # documents [0.5, 2, 3, 10, 20]: p50 3, p95 10 + 0.8 * 10 = 18
     "freshness.per_kind": {"document": (3.0, 18.0, 5), "email": (0.5, 0.5, 1),
                            "crm": (0.25, 0.25, 1)},
-    # docs: max(cursor END-2h, d2 written END-1h) -> 3600 s; mail: cursor END-3d -> 259200;
-    # crm: c1 written END-30min -> 1800. Objective 1 day: docs and crm within -> 2/3.
-    "freshness.connector_lag_seconds": (2 / 3, 3),
-    "freshness.lags": {"docs": 3600.0, "mail": 259200.0, "crm": 1800.0},
+    # docs (no configured connector): max(cursor END-2h, d2 written END-1h) -> 3600 s;
+    # mail: cursor END-3d -> 259200; crm (configured): its last success run ended END-3h ->
+    # 10800 (its document write at END-30min and the later failed run do not count);
+    # wiki never succeeded -> no lag. Objective 1 day: docs and crm within -> 2/4.
+    "freshness.connector_lag_seconds": (2 / 4, 4),
+    "freshness.lags": {"docs": 3600.0, "mail": 259200.0, "crm": 10800.0, "wiki": None},
     # latencies [10, 20, 30, 40, 1000]: p50 30, p95 40 + 0.8 * 960, p99 40 + 0.96 * 960
     "accessibility.latency_ms": (30.0, 5),
     "accessibility.latency_ms.p95": 808.0,

@@ -130,7 +130,9 @@ def test_dashboard_renders_the_api_numbers_without_console_errors(
     assert page.query_selector_all("svg.chart polyline")
     assert {r.get_attribute("data-connector")
             for r in page.query_selector_all("#connectors tr[data-connector]")} == {
-        "docs", "mail", "crm"}
+        "docs", "mail", "crm", "wiki"}
+    assert "never succeeded" in page.inner_text("#connectors tr[data-connector='wiki']")
+    assert "failed" in page.inner_text("#connectors tr[data-connector='crm']")
     regressed = page.query_selector(f"#evals tr[data-run='{worse['id']}']")
     assert regressed is not None and "regression" in regressed.inner_text()
     assert "baseline" in page.inner_text(f"#evals tr[data-run='{base['id']}']")

@@ -15,8 +15,8 @@ from contextd.core.telemetry import REGISTRY
 from contextd.runtime import Runtime
 from tests.conftest import LiveServer
 from tests.factories import keys
+from tests.pg import scratch_database
 from tests.quality.corpus import QRELS, QUERIES, RECORDS
-from tests.quality.pg import postgres_database
 from tests.quality.receiver import WebhookReceiver
 
 
@@ -254,7 +254,7 @@ def test_roles(server: tuple[LiveServer, dict[str, str]]) -> None:
 
 def test_golden_sets_runs_and_alerts_on_postgresql(make_runtime: Callable[..., Runtime],
                                                    receiver: WebhookReceiver) -> None:
-    with postgres_database() as url:
+    with scratch_database("ctx6") as url:
         runtime = make_runtime(database_url=url, quality_webhook_url=receiver.url)
         runtime.ingestor.ingest(RECORDS)
         k = keys(runtime.engine)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from contextd.memory.db import create_schema, make_engine
 from contextd.quality.metrics import quality_snapshot, quality_timeseries
-from tests.quality.pg import postgres_database
+from tests.pg import scratch_database
 from tests.quality.seed import END, EXPECTED, START, seed
 
 
@@ -24,7 +24,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield eng
         eng.dispose()
         return
-    with postgres_database() as url:
+    with scratch_database("ctx6") as url:
         eng = make_engine(url)
         try:
             create_schema(eng)
@@ -60,8 +60,15 @@ def check(snapshot: dict[str, Any]) -> None:
         assert ages["per_kind"][kind]["p95"] == pytest.approx(p95), kind
         assert ages["per_kind"][kind]["n"] == n
     lag = fig("freshness.connector_lag_seconds")
-    assert {c["connector"]: c["lag_seconds"] for c in lag["connectors"]} == pytest.approx(
-        EXPECTED["freshness.lags"])
+    lags = {c["connector"]: c["lag_seconds"] for c in lag["connectors"]}
+    assert lags.pop("wiki") is None and EXPECTED["freshness.lags"]["wiki"] is None
+    assert lags == pytest.approx({k: v for k, v in EXPECTED["freshness.lags"].items()
+                                  if k != "wiki"})
+    by_name = {c["connector"]: c for c in lag["connectors"]}
+    assert (by_name["crm"]["last_status"], by_name["crm"]["last_error_code"]) == (
+        "failed", "source_auth")
+    assert by_name["crm"]["registered"] and not by_name["docs"]["registered"]
+    assert by_name["wiki"]["enabled"] is False and not by_name["wiki"]["within_objective"]
     assert lag["objective_seconds"] == 86400.0
     latency = fig("accessibility.latency_ms")
     assert latency["p50"] == pytest.approx(30.0)

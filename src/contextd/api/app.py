@@ -15,6 +15,7 @@ from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from contextd.api.outcomes import ContextOutcomeMiddleware
 from contextd.api.routers import (
+    connectors,
     context,
     costs,
     evals,
@@ -43,9 +44,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open everything now: fail at start, and keep lazy loads off the first request.
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
+        if settings.scheduler_enabled:
+            runtime.connectors.start_scheduler()
         yield
         if owns_runtime:
             runtime.close()
+        elif settings.scheduler_enabled:
+            runtime.connectors.scheduler.shutdown(wait=True)
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
@@ -57,8 +62,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router, quality.router, evals.router,
-                   dashboard.router):
+                   metrics.router, costs.router, connectors.router, quality.router,
+                   evals.router, dashboard.router):
         app.include_router(router)
     dashboard.mount_static(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

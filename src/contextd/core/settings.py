@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     telemetry_enabled: bool = True
     otlp_endpoint: str | None = None
     trace_console: bool = False
+    # issue 3: connector schedules and runs
+    scheduler_enabled: bool = True
+    sync_workers: int = Field(4, ge=1, le=64)
+    sync_retry_attempts: int = Field(5, ge=1, le=50)
+    sync_retry_initial_seconds: float = Field(1.0, ge=0.0)
+    sync_retry_max_seconds: float = Field(60.0, ge=0.0)
+    sync_lease_ttl_seconds: float = Field(30.0, ge=3.0)
+    schedule_refresh_seconds: float = Field(30.0, ge=1.0)
     # issue 6: context quality
     quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0)
     quality_webhook_url: SecretStr | None = None  # often carries a token: never echoed

@@ -62,6 +62,16 @@ SYNC_DELETED = Counter("contextd_sync_records_deleted_total", "Records tombstone
 SYNC_QUARANTINED = Counter("contextd_sync_records_quarantined_total",
                            "Records that failed and were set aside.", ["connector"],
                            registry=REGISTRY)
+SYNC_RETRIES = Counter("contextd_sync_retries_total",
+                       "Transient source errors retried after a backoff, per run step.",
+                       ["connector", "step"], registry=REGISTRY)
+CONNECTOR_LAG = Gauge("contextd_connector_lag_seconds",
+                      "Seconds since the connector's last successful run (set at scrape "
+                      "time; absent before its first success).", ["connector"],
+                      registry=REGISTRY)
+CONNECTOR_FAILING = Gauge("contextd_connector_failing",
+                          "1 when the connector's last finished run failed (set at scrape "
+                          "time).", ["connector"], registry=REGISTRY)
 EMBED_BATCH = Histogram("contextd_embedding_batch_size", "Texts per embedding call.",
                         ["purpose"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                         registry=REGISTRY)

@@ -4,15 +4,21 @@ The cursor is saved only after its batch is in the store and the documents table
 crash resumes from the last finished batch. After a complete pull, the ids the source
 still lists are diffed with what we serve: anything gone is tombstoned even if the
 source never reported the deletion.
+
+A transient source error restarts the pull from the last checkpoint after a backoff
+(``retry``); records already stored are then skipped by hash, so nothing is embedded twice.
+Quarantined ids are re-read first through the connector's optional ``fetch(ids)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -26,12 +32,15 @@ from contextd.core.telemetry import (
     SYNC_SKIPPED,
     span,
 )
-from contextd.core.types import Batch, RecordFailure, Tombstone
+from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
 from contextd.ingest.pipeline import Ingestor, IngestStats
+from contextd.ingest.retry import RetryPolicy
 from contextd.memory.costs import record_cost
 from contextd.memory.documents import live_source_ids, load_cursor, save_cursor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+NO_RETRY = RetryPolicy(attempts=1)
 
 
 @dataclass
@@ -45,6 +54,7 @@ class SyncResult:
     reconciled_deletions: int = 0
     failures: list[RecordFailure] = field(default_factory=list)
     seconds: float = 0.0
+    attempts: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {"connector": self.connector, "run_id": self.run_id, "batches": self.batches,
@@ -53,21 +63,58 @@ class SyncResult:
                 **self.stats.as_dict()}
 
 
+def apply_acl(records: Sequence[SourceRecord], acl: Mapping[str, Any] | None
+              ) -> Sequence[SourceRecord]:
+    """A connector-level ACL override: ``replace`` the records' ACL or ``add`` to it."""
+    if not acl:
+        return records
+    principals = tuple(acl["principals"])
+    if acl.get("mode") == "add":
+        return [dataclasses.replace(r, acl=tuple(dict.fromkeys((*r.acl, *principals))))
+                for r in records]
+    return [dataclasses.replace(r, acl=principals) for r in records]
+
+
 def run_sync(connector: Connector, *, ingestor: Ingestor, engine: Engine,
-             reconcile: bool = True) -> SyncResult:
-    """Pull ``connector`` from its checkpoint and ingest everything it yields."""
+             reconcile: bool = True, retry: RetryPolicy = NO_RETRY,
+             acl: Mapping[str, Any] | None = None, retry_ids: Sequence[str] = (),
+             on_batch: Callable[[SyncResult, Batch], None] | None = None) -> SyncResult:
+    """Pull ``connector`` from its checkpoint and ingest everything it yields.
+
+    ``on_batch`` runs after each batch is stored and checkpointed (progress, quarantine,
+    lease renewal); ``retry_ids`` are quarantined ids to re-read before the pull.
+    """
     started = time.perf_counter()
     result = SyncResult(connector=connector.name)
     outcome = "failed"
+
+    def step(what: str, call: Callable[[], T]) -> T:
+        for attempt in retry.retrying(what, connector=connector.name):
+            with attempt:
+                return call()
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def ingest(batch: Batch) -> None:
+        with span("sync.batch", **{"contextd.records": len(batch.records)}):
+            _ingest_batch(batch, connector, ingestor, engine, result, acl)
+        if on_batch is not None:
+            on_batch(result, batch)
+
+    def pull_from_checkpoint() -> None:
+        result.attempts += 1
+        for batch in connector.pull(load_cursor(engine, name=connector.name)):
+            ingest(batch)
+
     with span("sync.run", **{"contextd.connector": connector.name,
                              "contextd.connector_kind": connector.kind}) as run_span:
         try:
-            cursor = load_cursor(engine, name=connector.name)
-            for batch in connector.pull(cursor):
-                with span("sync.batch", **{"contextd.records": len(batch.records)}):
-                    _ingest_batch(batch, connector, ingestor, engine, result)
+            fetch = getattr(connector, "fetch", None)
+            if retry_ids and fetch is not None:
+                ingest(step("fetch", lambda: fetch(list(retry_ids))))
+            step("pull", pull_from_checkpoint)
             if reconcile:
-                gone = live_source_ids(engine, source=connector.name) - set(connector.list_ids())
+                listed = step("list_ids", connector.list_ids)
+                gone = live_source_ids(engine, source=connector.name) - set(listed)
                 if gone:
                     stats = ingestor.ingest([], [Tombstone(connector.name, i)
                                                  for i in sorted(gone)])
@@ -91,10 +138,10 @@ def run_sync(connector: Connector, *, ingestor: Ingestor, engine: Engine,
 
 
 def _ingest_batch(batch: Batch, connector: Connector, ingestor: Ingestor,
-                  engine: Engine, result: SyncResult) -> None:
+                  engine: Engine, result: SyncResult, acl: Mapping[str, Any] | None) -> None:
     result.batches += 1
     if batch.records or batch.tombstones:
-        stats = ingestor.ingest(batch.records, batch.tombstones)
+        stats = ingestor.ingest(apply_acl(batch.records, acl), batch.tombstones)
         result.stats.add(stats)
         name = connector.name
         SYNC_RECORDS.labels(name).inc(len(batch.records))

@@ -141,6 +141,91 @@ class BundleServed(SQLModel, table=True):
                                         sa_column=Column(JSON, nullable=False))
 
 
+# --- issue 3: connectors on schedules (connectors, sync runs, quarantine, leases) ---------
+
+
+class ConnectorRow(SQLModel, table=True):
+    """A configured source: its kind, config (secrets included; never served), schedule.
+
+    ``name`` is the ``source`` of every record it ingests, so it is unique and fixed.
+    ``schedule`` is ``{"interval_seconds" | "cron", "jitter_seconds", "misfire_grace_seconds"}``
+    or empty (run on demand only); ``enabled`` false means paused.
+    """
+
+    __tablename__ = "connectors"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=50)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    schedule: dict[str, Any] = Field(default_factory=dict,
+                                     sa_column=Column(JSON, nullable=False))
+    acl: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    enabled: bool = True
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class SyncRunRow(SQLModel, table=True):
+    """One run of a connector; its counters are written after every batch.
+
+    ``status``: running, success, partial (some records quarantined), failed,
+    interrupted (the process died; the next run resumed from the checkpoint).
+    """
+
+    __tablename__ = "sync_runs"
+
+    id: str = Field(primary_key=True, max_length=32)
+    connector_id: str = Field(max_length=32, index=True)
+    trigger: str = Field(default="schedule", max_length=20)
+    status: str = Field(default="running", max_length=20, index=True)
+    started_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    heartbeat_at: datetime = Field(default_factory=utcnow,
+                                   sa_column=Column(DateTime(timezone=True), nullable=False))
+    records_pulled: int = 0
+    chunks_embedded: int = 0
+    skipped_unchanged: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    attempts: int = 1
+    error_code: str | None = Field(default=None, max_length=50)
+    error: str | None = None
+
+
+class QuarantineRow(SQLModel, table=True):
+    """A source item that failed to map; kept until a later run ingests or deletes it."""
+
+    __tablename__ = "quarantine"
+
+    connector_id: str = Field(primary_key=True, max_length=32)
+    source_id: str = Field(primary_key=True, max_length=1000)
+    error: str
+    payload: str = ""
+    attempts: int = 1
+    first_seen_at: datetime = Field(default_factory=utcnow,
+                                    sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_seen_at: datetime = Field(default_factory=utcnow,
+                                   sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ConnectorLease(SQLModel, table=True):
+    """Row lease that keeps one run per connector at a time on SQLite (Postgres uses an
+    advisory lock instead). A holder that dies leaves a lease that expires."""
+
+    __tablename__ = "connector_leases"
+
+    name: str = Field(primary_key=True, max_length=200)
+    holder: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 # --- issue 6: context quality (request outcomes, feedback, golden sets, eval runs) ---------
 
 

@@ -32,10 +32,11 @@ DEFINITIONS: dict[str, str] = {
         "Age of each served item when served (bundle time - item updated_at), in days: "
         "p50 and p95 per kind and over all kinds (linear interpolation).",
     "freshness.connector_lag_seconds":
-        "Per connector: now - last successful sync (its last checkpoint or document "
-        "write), against the objective CONTEXTD_QUALITY_LAG_OBJECTIVE_SECONDS; value is "
-        "the share of connectors within the objective. Measured at the window end; a "
-        "connector that synced after it counts as lag 0.",
+        "Per connector: now - the end of its last successful sync run (status success or "
+        "partial; for a source loaded without a configured connector, its last checkpoint "
+        "or document write), against the objective CONTEXTD_QUALITY_LAG_OBJECTIVE_SECONDS; "
+        "value is the share of connectors within the objective (one that never succeeded "
+        "is not). Measured at the window end; a sync after it counts as lag 0.",
     "accessibility": "Could agents get context, quickly and without errors?",
     "accessibility.latency_ms":
         "End-to-end latency of POST /v1/context as measured by the server (every "

@@ -21,7 +21,13 @@ from contextd.core.types import as_utc, iso
 from contextd.memory.tables import FeedbackRow
 from contextd.quality import sources
 from contextd.quality.definitions import DEFINITIONS
-from contextd.quality.sources import DocumentState, RequestOutcome, RunSummary, ServedBundle
+from contextd.quality.sources import (
+    ConnectorHealth,
+    DocumentState,
+    RequestOutcome,
+    RunSummary,
+    ServedBundle,
+)
 from contextd.retrieval.service import parse_ts
 
 DAY_SECONDS = 86400.0
@@ -139,17 +145,23 @@ def item_ages_days(bundles: Sequence[ServedBundle]) -> dict[str, list[float]]:
     return ages
 
 
-def freshness(bundles: Sequence[ServedBundle], last_success: dict[str, datetime],
+def freshness(bundles: Sequence[ServedBundle], health: Sequence[ConnectorHealth],
               now: datetime, objective_seconds: float) -> dict[str, Any]:
     ages = item_ages_days(bundles)
     per_kind = {kind: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)}
                 for kind, v in sorted(ages.items())}
     all_ages = ages.get("all", [])
     connectors = []
-    for name, at in sorted(last_success.items()):
-        lag = max((now - at).total_seconds(), 0.0)  # synced after the window end: 0
-        connectors.append({"connector": name, "last_success_at": iso(at),
-                           "lag_seconds": lag, "within_objective": lag <= objective_seconds})
+    for c in health:
+        # a sync after the window end counts as lag 0; never succeeded: no lag, not within
+        lag = (max((now - c.last_success_at).total_seconds(), 0.0)
+               if c.last_success_at else None)
+        connectors.append({
+            "connector": c.name, "registered": c.registered, "enabled": c.enabled,
+            "last_success_at": iso(c.last_success_at) if c.last_success_at else None,
+            "last_status": c.last_status, "last_error_code": c.last_error_code,
+            "lag_seconds": lag,
+            "within_objective": lag is not None and lag <= objective_seconds})
     within = sum(1 for c in connectors if c["within_objective"])
     return {
         "item_age_days": figure("freshness.item_age_days", percentile(all_ages, 50),
@@ -201,7 +213,7 @@ def _snapshot(engine: Engine, *, start: datetime, end: datetime,
         "completeness": completeness(bundles, runs),
         "accuracy": accuracy(bundles, states),
         "relevance": relevance(bundles, feedback, runs),
-        "freshness": freshness(bundles, sources.connector_last_success(engine), end,
+        "freshness": freshness(bundles, sources.connector_health(engine), end,
                                lag_objective_seconds),
         "accessibility": accessibility(requests, bundles),
     }

@@ -1,7 +1,7 @@
 """Reads the rows the quality metrics are computed from, one small function per source.
 
 Other issues own some of these tables (sync runs, feedback); each read is one function
-here so it can be repointed when they land without touching the metrics.
+here so it can be repointed without touching the metrics.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from contextd.core.types import as_utc
 from contextd.memory.tables import (
     BundleServed,
     ConnectorCursor,
+    ConnectorRow,
     ContextRequestRow,
     DocumentRow,
     EvalRunRow,
     FeedbackRow,
+    SyncRunRow,
 )
 
 _IN_CHUNK = 500
@@ -114,22 +116,59 @@ def document_states(engine: Engine,
     return found
 
 
-def connector_last_success(engine: Engine) -> dict[str, datetime]:
-    """When each connector last synced successfully.
+@dataclass(frozen=True, slots=True)
+class ConnectorHealth:
+    """How a source is doing: when it last synced successfully and how its last run ended.
 
-    Until sync runs are recorded (the connectors issue), this is the later of the
-    connector's last cursor checkpoint and the last document it wrote. Repoint here.
+    ``registered`` is False for sources loaded without a configured connector (``contextd
+    ingest``, the demo), whose last success is their last checkpoint or document write.
     """
-    last: dict[str, datetime] = {}
+
+    name: str
+    last_success_at: datetime | None
+    last_status: str | None
+    last_error_code: str | None
+    enabled: bool
+    registered: bool
+
+
+SUCCESS_STATUSES = ("success", "partial")
+
+
+def connector_health(engine: Engine) -> list[ConnectorHealth]:
+    """Every configured connector (from its sync runs), then every other source."""
+    found: dict[str, ConnectorHealth] = {}
     with Session(engine) as session:
+        connectors = list(session.exec(select(ConnectorRow)))
+        succeeded = dict(session.exec(
+            select(SyncRunRow.connector_id, func.max(SyncRunRow.finished_at))
+            .where(col(SyncRunRow.status).in_(SUCCESS_STATUSES))
+            .group_by(SyncRunRow.connector_id)).all())
+        for row in connectors:
+            latest = session.exec(select(SyncRunRow.status, SyncRunRow.error_code)
+                                  .where(SyncRunRow.connector_id == row.id)
+                                  .order_by(col(SyncRunRow.started_at).desc())
+                                  .limit(1)).first()
+            success_at = succeeded.get(row.id)
+            found[row.name] = ConnectorHealth(
+                name=row.name, last_success_at=as_utc(success_at) if success_at else None,
+                last_status=latest[0] if latest else None,
+                last_error_code=latest[1] if latest else None,
+                enabled=row.enabled, registered=True)
+        loaded: dict[str, datetime] = {}
         for name, at in session.exec(select(ConnectorCursor.name, ConnectorCursor.updated_at)):
-            last[name] = as_utc(at)
-        rows = session.exec(select(DocumentRow.source, func.max(DocumentRow.ingested_at))
-                            .group_by(DocumentRow.source))
-        for source, at in rows:
-            if at is not None and (source not in last or as_utc(at) > last[source]):
-                last[source] = as_utc(at)
-    return last
+            loaded[name] = as_utc(at)
+        for source, at in session.exec(select(DocumentRow.source,
+                                              func.max(DocumentRow.ingested_at))
+                                       .group_by(DocumentRow.source)):
+            if at is not None and (source not in loaded or as_utc(at) > loaded[source]):
+                loaded[source] = as_utc(at)
+    for name, at in loaded.items():
+        if name not in found:
+            found[name] = ConnectorHealth(name=name, last_success_at=at, last_status=None,
+                                          last_error_code=None, enabled=True,
+                                          registered=False)
+    return [found[name] for name in sorted(found)]
 
 
 def eval_runs_between(engine: Engine, start: datetime, end: datetime) -> list[RunSummary]:

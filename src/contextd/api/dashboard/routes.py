@@ -29,7 +29,8 @@ STATIC = Path(__file__).parent / "static"
 templates = Environment(loader=PackageLoader("contextd.api.dashboard", "templates"),
                         autoescape=select_autoescape(["html"]))
 templates.globals.update(fmt=formatting, charts=charts, connector_bars=lambda connectors: [
-    (c["connector"], c["lag_seconds"], c["within_objective"]) for c in connectors])
+    (c["connector"], c["lag_seconds"], c["within_objective"]) for c in connectors
+    if c["lag_seconds"] is not None])
 
 # No inline scripts, no third-party origins: the page is HTML, inline SVG and our CSS.
 _CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "

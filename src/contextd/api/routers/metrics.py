@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from contextd.api.deps import ReaderKey, RuntimeDep
-from contextd.core.telemetry import REGISTRY, STORE_POINTS
+from contextd.core.telemetry import CONNECTOR_FAILING, CONNECTOR_LAG, REGISTRY, STORE_POINTS
 
 router = APIRouter(tags=["observability"])
 
@@ -15,4 +15,12 @@ router = APIRouter(tags=["observability"])
 def metrics(runtime: RuntimeDep, _: ReaderKey) -> Response:
     """Every contextd metric in the Prometheus text format."""
     STORE_POINTS.set(runtime.store.count())
+    service = runtime.connectors
+    CONNECTOR_LAG.clear()
+    CONNECTOR_FAILING.clear()
+    for row in service.all():
+        status = service.status(row)
+        if status.lag_seconds is not None:
+            CONNECTOR_LAG.labels(row.name).set(status.lag_seconds)
+        CONNECTOR_FAILING.labels(row.name).set(1 if status.state == "failing" else 0)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,147 @@
+"""``/v1/connectors``: admins configure, run, pause and delete; analysts read runs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from contextd.api.connector_schemas import (
+    ConnectorIn,
+    ConnectorOut,
+    ConnectorPatch,
+    DeletedOut,
+    QuarantineOut,
+    RunOut,
+    RunQueuedOut,
+    StatusOut,
+)
+from contextd.api.deps import AdminKey, ReaderKey, RuntimeDep
+from contextd.core.types import as_utc
+from contextd.ingest.connector_service import ConnectorService
+from contextd.memory.tables import ConnectorRow, QuarantineRow, SyncRunRow
+
+router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
+ConnectorId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _utc(row: Any, *names: str) -> dict[str, Any]:
+    values = row.model_dump()
+    for name in names:
+        if values.get(name) is not None:
+            values[name] = as_utc(values[name])
+    return values
+
+
+def _out(service: ConnectorService, row: ConnectorRow) -> ConnectorOut:
+    status = asdict(service.status(row))
+    for name in ("last_run_at", "last_success_at", "next_run_at"):
+        if status[name] is not None:
+            status[name] = as_utc(status[name])
+    values = _utc(row, "created_at", "updated_at")
+    values.update(config=service.public_config(row), schedule=row.schedule or None,
+                  status=StatusOut(**status))
+    return ConnectorOut(**values)
+
+
+def _run(run: SyncRunRow) -> RunOut:
+    return RunOut(**_utc(run, "started_at", "finished_at"))
+
+
+def _quarantined(row: QuarantineRow) -> QuarantineOut:
+    return QuarantineOut(**_utc(row, "first_seen_at", "last_seen_at"))
+
+
+@router.post("", response_model=ConnectorOut, status_code=201,
+             responses={401: {}, 403: {}, 409: {}, 422: {}})
+def create_connector(body: ConnectorIn, runtime: RuntimeDep, _: AdminKey) -> ConnectorOut:
+    """Validate kind, config, schedule and ACL, then save; nothing is saved on a 422."""
+    service = runtime.connectors
+    row = service.create(name=body.name, kind=body.kind, config=body.config,
+                         schedule=body.schedule.model_dump() if body.schedule else None,
+                         acl=body.acl.model_dump() if body.acl else None, enabled=body.enabled)
+    return _out(service, row)
+
+
+@router.get("", response_model=list[ConnectorOut], responses={401: {}, 403: {}})
+def list_connectors(runtime: RuntimeDep, _: ReaderKey) -> list[ConnectorOut]:
+    service = runtime.connectors
+    return [_out(service, row) for row in service.all()]
+
+
+@router.get("/{connector_id}", response_model=ConnectorOut,
+            responses={401: {}, 403: {}, 404: {}})
+def get_connector(connector_id: ConnectorId, runtime: RuntimeDep,
+                  _: ReaderKey) -> ConnectorOut:
+    service = runtime.connectors
+    return _out(service, service.get(connector_id))
+
+
+@router.patch("/{connector_id}", response_model=ConnectorOut,
+              responses={401: {}, 403: {}, 404: {}, 422: {}})
+def patch_connector(connector_id: ConnectorId, body: ConnectorPatch, runtime: RuntimeDep,
+                    _: AdminKey) -> ConnectorOut:
+    """Change config (merged), schedule (null: on demand only), ACL override, enabled."""
+    given = body.model_dump(include=body.model_fields_set)
+    service = runtime.connectors
+    return _out(service, service.update(connector_id, **given))
+
+
+@router.delete("/{connector_id}", response_model=DeletedOut,
+               responses={401: {}, 403: {}, 404: {}, 409: {}})
+def delete_connector(connector_id: ConnectorId, runtime: RuntimeDep,
+                     _: AdminKey) -> DeletedOut:
+    """Remove the connector and purge its documents from the store and SQL."""
+    service = runtime.connectors
+    row = service.get(connector_id)
+    purged = service.delete(connector_id)
+    return DeletedOut(id=row.id, name=row.name, documents_purged=purged)
+
+
+@router.post("/{connector_id}/pause", response_model=ConnectorOut,
+             responses={401: {}, 403: {}, 404: {}})
+def pause_connector(connector_id: ConnectorId, runtime: RuntimeDep,
+                    _: AdminKey) -> ConnectorOut:
+    service = runtime.connectors
+    return _out(service, service.update(connector_id, enabled=False))
+
+
+@router.post("/{connector_id}/resume", response_model=ConnectorOut,
+             responses={401: {}, 403: {}, 404: {}})
+def resume_connector(connector_id: ConnectorId, runtime: RuntimeDep,
+                     _: AdminKey) -> ConnectorOut:
+    service = runtime.connectors
+    return _out(service, service.update(connector_id, enabled=True))
+
+
+@router.post("/{connector_id}/sync", response_model=RunOut | RunQueuedOut,
+             responses={202: {"model": RunQueuedOut}, 401: {}, 403: {}, 404: {}, 409: {}})
+def sync_connector(connector_id: ConnectorId, runtime: RuntimeDep, response: Response,
+                   _: AdminKey, wait: bool = False) -> RunOut | RunQueuedOut:
+    """Run now: queued (202) by default; ``?wait=true`` runs it and returns the run (409
+    when a run is already in progress)."""
+    service = runtime.connectors
+    if wait:
+        return _run(service.run_blocking(connector_id))
+    service.run_now(connector_id)
+    response.status_code = 202
+    return RunQueuedOut(connector_id=connector_id)
+
+
+@router.get("/{connector_id}/runs", response_model=list[RunOut],
+            responses={401: {}, 403: {}, 404: {}})
+def list_runs(connector_id: ConnectorId, runtime: RuntimeDep, _: ReaderKey,
+              limit: Limit = 50) -> list[RunOut]:
+    """Newest first: status, times, records pulled, chunks embedded, unchanged, deleted,
+    quarantined, error."""
+    return [_run(r) for r in runtime.connectors.runs(connector_id, limit=limit)]
+
+
+@router.get("/{connector_id}/quarantine", response_model=list[QuarantineOut],
+            responses={401: {}, 403: {}, 404: {}})
+def list_quarantine(connector_id: ConnectorId, runtime: RuntimeDep, _: ReaderKey,
+                    limit: Limit = 500) -> list[QuarantineOut]:
+    """Records that failed to map, with their error; retried on every run."""
+    return [_quarantined(q) for q in runtime.connectors.quarantine(connector_id, limit=limit)]

@@ -1,0 +1,35 @@
+"""A throwaway database on the machine's real PostgreSQL, dropped after the test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import create_engine, text
+
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _admin():  # type: ignore[no-untyped-def]
+    return create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def scratch_database(prefix: str = "ctx3a") -> Iterator[str]:
+    """Create a uniquely named database, yield its URL, drop it (forcing sessions off)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = _admin()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - only when the server is down
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required: {exc}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
