@@ -10,9 +10,21 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
+from contextd.api.dashboard import routes as dashboard
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from contextd.api.routers import connectors, context, costs, health, keys, metrics, principals
+from contextd.api.outcomes import ContextOutcomeMiddleware
+from contextd.api.routers import (
+    connectors,
+    context,
+    costs,
+    evals,
+    health,
+    keys,
+    metrics,
+    principals,
+    quality,
+)
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
@@ -50,10 +62,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router, connectors.router):
+                   metrics.router, costs.router, connectors.router, quality.router,
+                   evals.router, dashboard.router):
         app.include_router(router)
+    dashboard.mount_static(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
+    # Outermost, so request outcomes the inner layers answer (413, 401, 5xx) are recorded.
+    app.add_middleware(ContextOutcomeMiddleware)
     return app
 
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     sync_retry_max_seconds: float = Field(60.0, ge=0.0)
     sync_lease_ttl_seconds: float = Field(30.0, ge=3.0)
     schedule_refresh_seconds: float = Field(30.0, ge=1.0)
+    # issue 6: context quality
+    quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0)
+    quality_webhook_url: SecretStr | None = None  # often carries a token: never echoed
+    quality_lag_objective_seconds: float = Field(86400.0, gt=0.0)
+    dashboard_session_hours: float = Field(8.0, gt=0.0, le=24 * 30)
 
     @field_validator("half_life_days")
     @classmethod

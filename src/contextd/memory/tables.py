@@ -224,3 +224,109 @@ class ConnectorLease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=200)
     holder: str = Field(max_length=64)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# --- issue 6: context quality (request outcomes, feedback, golden sets, eval runs) ---------
+
+
+class ContextRequestRow(SQLModel, table=True):
+    """The outcome of every ``POST /v1/context`` call, failures included.
+
+    ``bundles_served`` holds only successful bundles; the error rate and end-to-end latency
+    of accessibility need every request, so a middleware appends one row per call.
+    """
+
+    __tablename__ = "context_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    status: int
+    latency_ms: float
+    request_id: str = Field(default="", max_length=64)
+
+
+class FeedbackRow(SQLModel, table=True):
+    """An agent's feedback on one served bundle: a rating and which items it used.
+
+    Defined here for the used/served relevance ratio until the feedback issue lands its own
+    table (the quality module reads rows through ``quality.sources.feedback_between``).
+    """
+
+    __tablename__ = "feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    bundle_id: str = Field(max_length=64, index=True)
+    rating: int | None = None
+    used_item_ids: list[str] = Field(default_factory=list,
+                                     sa_column=Column(JSON, nullable=False))
+
+
+class GoldenSetRow(SQLModel, table=True):
+    """A judged query set: queries and graded relevance of live-index documents.
+
+    Judged ids are ``source_id`` values of the documents table (optionally limited to
+    ``sources``), so a run measures the live index, not a copy of it.
+    """
+
+    __tablename__ = "golden_sets"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200, unique=True)
+    description: str = ""
+    origin: str = Field(default="json", max_length=20)  # "json" or "beir"
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    queries: list[dict[str, Any]] = Field(default_factory=list,
+                                          sa_column=Column(JSON, nullable=False))
+    qrels: dict[str, dict[str, int]] = Field(default_factory=dict,
+                                             sa_column=Column(JSON, nullable=False))
+    baseline_run_id: str | None = Field(default=None, max_length=32)
+    baseline_pinned_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class EvalRunRow(SQLModel, table=True):
+    """One evaluation: a golden set (or a ``contextd eval`` dataset) under one configuration.
+
+    ``metrics`` holds the means (ndcg@10, mrr, recall@bundle, ...); ``comparison`` the
+    deltas against the golden set's baseline and the regressions that raised alerts.
+    """
+
+    __tablename__ = "eval_runs"
+
+    id: str = Field(primary_key=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    origin: str = Field(default="api", max_length=20)  # "api" or "cli"
+    golden_set_id: str | None = Field(default=None, max_length=32, index=True)
+    dataset: str = Field(default="", max_length=500)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, float] = Field(default_factory=dict,
+                                      sa_column=Column(JSON, nullable=False))
+    per_query: list[dict[str, Any]] = Field(default_factory=list,
+                                            sa_column=Column(JSON, nullable=False))
+    baseline_run_id: str | None = Field(default=None, max_length=32)
+    comparison: dict[str, Any] = Field(default_factory=dict,
+                                       sa_column=Column(JSON, nullable=False))
+    regressed: bool = False
+    duration_ms: float = 0.0
+
+
+class DashboardSession(SQLModel, table=True):
+    """A browser login to ``/dashboard``: the cookie holds a random token, only its hash is
+    stored, and the key behind it is re-checked (revoked, role) on every page."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    key_id: str = Field(max_length=32, index=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

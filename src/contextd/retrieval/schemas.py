@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from contextd.core.store import SearchMode
+
 
 @dataclass(frozen=True, slots=True)
 class ContextQuery:
@@ -21,6 +23,7 @@ class ContextQuery:
     half_life_days: dict[str, float] = field(default_factory=dict)
     freshness_enabled: bool = True
     session_id: str | None = None
+    mode: SearchMode = "hybrid"  # dense-only or BM25-only for evaluation
 
 
 @dataclass(slots=True)

@@ -152,7 +152,7 @@ class Retriever:
         timer = timer or StageTimer()
         started = time.perf_counter()
         limit = min(max(query.top_k * 3, 30), self.settings.prefetch_limit)
-        candidates = self.search(query, scope, limit=limit, timer=timer,
+        candidates = self.search(query, scope, limit=limit, mode=query.mode, timer=timer,
                                  freshness=query.freshness_enabled)
         with timer.stage("rank"):
             ranked = drop_near_duplicates(supersede(candidates),
