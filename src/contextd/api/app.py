@@ -12,11 +12,12 @@ from fastapi.routing import APIRoute
 from contextd import __version__
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from contextd.api.routers import context, costs, health, keys, metrics, principals
+from contextd.api.routers import context, costs, health, keys, memory, metrics, principals
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
 from contextd.core.tokens import encoding
+from contextd.memory.retention import start_purge_scheduler
 from contextd.runtime import Runtime
 
 
@@ -32,7 +33,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open everything now: fail at start, and keep lazy loads off the first request.
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
+        _ = runtime.memory_engine, runtime.memory_store
+        scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         if owns_runtime:
             runtime.close()
 
@@ -46,7 +51,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router):
+                   metrics.router, costs.router, memory.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
