@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from contextd.core.types import SourceRecord
 from contextd.runtime import Runtime
+from tests.conftest import LiveServer
 
 PG_ADMIN_URL = os.environ.get("CONTEXTD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -46,3 +49,24 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def mem_runtime(make_runtime: Callable[..., Runtime], db_url: str) -> Runtime:
     """A runtime whose SQL state lives on the backend under test."""
     return make_runtime(database_url=db_url)
+
+
+@pytest.fixture
+def mem_server(mem_runtime: Runtime) -> Iterator[LiveServer]:
+    """The app over real HTTP on the backend under test."""
+    with LiveServer(mem_runtime) as server:
+        yield server
+
+
+def deal(stage: str, updated_at: datetime, *, amount: int = 1_200_000,
+         acl: tuple[str, ...] = ("user:alice", "group:sales")) -> SourceRecord:
+    """The Acme renewal deal as the CRM exports it at one point in time."""
+    fields = {"id": "D-101", "name": "Acme renewal 2026", "account_id": "A-001",
+              "stage": stage, "amount": amount, "owner": "alice", "team": "sales",
+              "updated_at": updated_at.isoformat()}
+    return SourceRecord(
+        source="crm", source_id="deal:D-101", kind="crm", title="Deal: Acme renewal 2026",
+        text=f"Deal Acme renewal 2026 with Acme Logistics. Stage: {stage}. "
+             f"Amount: {amount}. Owner: alice (sales team).",
+        updated_at=updated_at, acl=acl, uri="crm://crm/deal:D-101", author="alice",
+        entity_key="deal:D-101", entities=("account:A-001",), fields=fields)
