@@ -205,23 +205,25 @@ class Retriever:
 
     def _recall(self, memory: MemoryProvider, query: ContextQuery, dense: np.ndarray,
                 scope: AccessScope, ranked: list[Candidate]) -> Recalled:
-        """Facts for the entities of the leading candidates, then past interactions, packed
-        greedily into the memory share of the budget."""
+        """Past interactions (at most ``memory_top_k``), then facts for the entities of the
+        leading candidates in rank order, packed greedily into the memory share."""
         share = int(query.token_budget * self.settings.memory_token_share)
-        entities = sorted({e for c in ranked[:query.top_k] for e in _entities(c)})
+        entities = list(dict.fromkeys(e for c in ranked[:query.top_k] for e in _entities(c)))
         try:
-            facts = memory.facts(entities, principals=scope.principals, as_of=query.as_of,
-                                 history=query.fact_history)
             past = memory.interactions(user_id=query.user_id, session_id=query.session_id,
                                        dense=dense.tolist(), now=self.clock())
+            facts = memory.facts(entities, principals=scope.principals, as_of=query.as_of,
+                                 history=query.fact_history)
         except Unavailable as exc:
             log.warning("memory unavailable; serving items only",
                         extra={"event": "memory_unavailable", "error": exc.message,
                                "cause": type(exc.__cause__).__name__})
             return Recalled(status="unavailable")
+        rank = {entity: i for i, entity in enumerate(entities)}
+        facts.sort(key=lambda f: rank.get(str(f["entity"]), len(rank)))
         recalled = Recalled(status="ok")
-        for entry, bucket in [*((f, recalled.facts) for f in facts),
-                              *((m, recalled.memory) for m in past)]:
+        for entry, bucket in [*((m, recalled.memory) for m in past),
+                              *((f, recalled.facts) for f in facts)]:
             if recalled.tokens + entry["tokens"] <= share:
                 bucket.append(entry)
                 recalled.tokens += entry["tokens"]
