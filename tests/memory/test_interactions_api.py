@@ -82,6 +82,7 @@ def test_acme_renewal_is_recalled_for_the_same_user_never_another(
     recalled = alice["memory"]
     assert [m["interaction_id"] for m in recalled] == [saved["id"]]
     assert recalled[0]["summary"] == ACME["summary"] and recalled[0]["relevance"] >= 0.35
+    assert {f["entity"] for f in alice["facts"]} >= {"deal:D-101"}  # both fit the share
     # Bob sees the same deal (same group) but never Alice's memory.
     assert bob["memory_status"] == "ok" and saved["id"] not in {
         m["interaction_id"] for m in bob["memory"]}
