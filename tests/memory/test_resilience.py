@@ -107,3 +107,30 @@ def test_database_outage_serves_items_and_marks_memory_unavailable(
     assert runtime.memory_store.count(memory_source("alice")) == 1
     with Session(runtime.memory_engine) as session:
         assert session.exec(select(func.count()).select_from(InteractionRow)).one() == 1
+
+
+def test_single_database_outage_keeps_serving_recently_seen_callers(
+        make_runtime: Callable[..., Runtime], pg_url: str, proxy: TcpProxy) -> None:
+    # Everything on one PostgreSQL database behind the proxy: keys, directory, memory.
+    proxied = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    runtime = make_runtime(database_url=proxied, db_outage_grace_seconds=60)
+    runtime.ingestor.ingest([deal("negotiation", datetime(2026, 11, 10, tzinfo=UTC))])
+    set_user_groups(runtime.engine, user_id="alice", groups=["sales"])
+    agent, unseen = keys(runtime.engine)["agent"], keys(runtime.engine)["agent"]
+    ask = {"query": "Acme renewal stage", "user_id": "alice"}
+    with LiveServer(runtime) as server, server.client(agent) as client:
+        before = client.post("/v1/context", json=ask)
+        proxy.down()
+        during = client.post("/v1/context", json=ask)
+        with server.client(unseen) as stranger:
+            refused = stranger.post("/v1/context", json=ask)
+        proxy.up()
+        after = client.post("/v1/context", json=ask)
+    assert before.status_code == 200 and before.json()["memory_status"] == "ok"
+    assert during.status_code == 200, during.text
+    body = during.json()
+    # The deal is visible through alice's group, read moments before the outage.
+    assert body["memory_status"] == "unavailable"
+    assert [i["source_id"] for i in body["items"]] == ["deal:D-101"]
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "unavailable"
+    assert after.status_code == 200 and after.json()["memory_status"] == "ok"

@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     memory_half_life_days: float = Field(30.0, gt=0)
     memory_freshness_floor: float = Field(0.5, ge=0.0, le=1.0)
     max_interaction_chars: int = Field(8000, ge=1)
+    # Through a database outage, keys and principals read this recently are still used.
+    db_outage_grace_seconds: float = Field(60.0, ge=0)
     fact_attributes: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_FACT_ATTRIBUTES.items()})
 

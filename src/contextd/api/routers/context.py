@@ -6,6 +6,7 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
+from contextd.api.background import best_effort
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
@@ -59,7 +60,9 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     def scope() -> AccessScope:
         # Resolved while the query embeds (see Retriever.search); read on every request.
         with timer.stage("principals"):
-            principals = effective_principals(runtime.engine, user_id=body.user_id)
+            principals = effective_principals(
+                runtime.engine, user_id=body.user_id,
+                outage_grace=settings.db_outage_grace_seconds)
         return AccessScope(principals=principals, sources=sources, kinds=kinds)
 
     request = ContextQuery(
@@ -84,12 +87,12 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         **({"query": query} if settings.log_queries else {}),
     })
     cost = bundle.stats["cost"]
-    background.add_task(record_cost, runtime.engine, kind="context", ref=bundle.bundle_id,
-                        agent=key.name, embed_tokens=cost["embed_tokens"],
+    background.add_task(best_effort(record_cost), runtime.engine, kind="context",
+                        ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],
                         embed_cpu_seconds=cost["embed_cpu_seconds"],
                         served_tokens=bundle.token_count)
-    background.add_task(record_bundle, runtime.engine, bundle, key_id=key.id, agent=key.name,
-                        session_id=body.session_id, kinds=sorted(kinds or ()),
+    background.add_task(best_effort(record_bundle), runtime.engine, bundle, key_id=key.id,
+                        agent=key.name, session_id=body.session_id, kinds=sorted(kinds or ()),
                         token_budget=body.token_budget, keep_query=settings.log_queries)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")
