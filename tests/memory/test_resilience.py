@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from contextd.memory.interactions import memory_source
+from contextd.memory.keys import revoke_key
 from contextd.memory.principals import set_user_groups
 from contextd.memory.tables import InteractionRow
 from contextd.runtime import Runtime
@@ -116,14 +117,19 @@ def test_single_database_outage_keeps_serving_recently_seen_callers(
     runtime = make_runtime(database_url=proxied, db_outage_grace_seconds=60)
     runtime.ingestor.ingest([deal("negotiation", datetime(2026, 11, 10, tzinfo=UTC))])
     set_user_groups(runtime.engine, user_id="alice", groups=["sales"])
-    agent, unseen = keys(runtime.engine)["agent"], keys(runtime.engine)["agent"]
+    agent, unseen, revoked = (keys(runtime.engine)["agent"] for _ in range(3))
     ask = {"query": "Acme renewal stage", "user_id": "alice"}
     with LiveServer(runtime) as server, server.client(agent) as client:
         before = client.post("/v1/context", json=ask)
+        with server.client(revoked) as leaver:
+            assert leaver.post("/v1/context", json=ask).status_code == 200
+            revoke_key(runtime.engine, key_id=revoked.split("_")[1])
         proxy.down()
         during = client.post("/v1/context", json=ask)
         with server.client(unseen) as stranger:
             refused = stranger.post("/v1/context", json=ask)
+        with server.client(revoked) as leaver:
+            still_revoked = leaver.post("/v1/context", json=ask)
         proxy.up()
         after = client.post("/v1/context", json=ask)
     assert before.status_code == 200 and before.json()["memory_status"] == "ok"
@@ -133,4 +139,5 @@ def test_single_database_outage_keeps_serving_recently_seen_callers(
     assert body["memory_status"] == "unavailable"
     assert [i["source_id"] for i in body["items"]] == ["deal:D-101"]
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "unavailable"
+    assert still_revoked.status_code == 503  # a revocation is never undone by the outage
     assert after.status_code == 200 and after.json()["memory_status"] == "ok"
