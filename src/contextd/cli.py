@@ -83,6 +83,23 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_memory_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from contextd.core.types import as_utc, utcnow
+    from contextd.memory.interactions import purge_expired
+
+    now = as_utc(datetime.fromisoformat(args.now)) if args.now else utcnow()
+    ttl = args.ttl_days if args.ttl_days is not None else settings.interaction_ttl_days
+    runtime = Runtime(settings)
+    try:
+        removed = purge_expired(runtime.memory_engine, runtime.memory_store, now, ttl_days=ttl)
+    finally:
+        runtime.close()
+    _print({"removed": removed, "ttl_days": ttl, "now": now.isoformat()})
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from contextd.retrieval.evaluation import evaluate, load_beir, records
 
@@ -208,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["admin", "agent", "analyst"])
     create.add_argument("--name")
     create.set_defaults(func=cmd_keys_create)
+
+    mem = sub.add_parser("memory", help="interaction memory maintenance")
+    mem_sub = mem.add_subparsers(dest="memory_command", required=True)
+    purge = mem_sub.add_parser("purge", help="delete interactions older than the TTL")
+    purge.add_argument("--ttl-days", type=float, help="override CONTEXTD_INTERACTION_TTL_DAYS")
+    purge.add_argument("--now", help="ISO instant to measure age from (default: now)")
+    purge.set_defaults(func=cmd_memory_purge)
 
     ev = sub.add_parser("eval", help="nDCG@10 and recall@100 on a BEIR-layout dataset")
     ev.add_argument("dataset")

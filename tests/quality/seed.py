@@ -93,11 +93,19 @@ def seed(engine: Engine, end: datetime = END) -> None:
         # B4: empty; asked crm: not covered.
         _bundle("B4", b4, [], ["crm"], 40.0, 0),
         _bundle("B0", b0, [_item("docs", "d1", "document", 2, b0 - D)], [], 5000.0, 50),
-        FeedbackRow(bundle_id="B1", rating=1, used_item_ids=["d1-chunk", "e1-chunk"],
-                    created_at=b1 + H),
-        FeedbackRow(bundle_id="B1", rating=1, used_item_ids=["d1-chunk"], created_at=b1 + H),
-        FeedbackRow(bundle_id="B2", rating=-1, used_item_ids=[], created_at=b2 + H),
-        FeedbackRow(bundle_id="B0", rating=1, used_item_ids=["d1-chunk"], created_at=b0 + H),
+        FeedbackRow(
+            id="f1", user_id="alice",
+            bundle_id="B1", rating=1, used_item_ids=["d1-chunk", "e1-chunk"],
+            created_at=b1 + H),
+        FeedbackRow(
+            id="f2", user_id="alice",
+            bundle_id="B1", rating=1, used_item_ids=["d1-chunk"], created_at=b1 + H),
+        FeedbackRow(
+            id="f3", user_id="alice",
+            bundle_id="B2", rating=-1, used_item_ids=[], created_at=b2 + H),
+        FeedbackRow(
+            id="f4", user_id="alice",
+            bundle_id="B0", rating=1, used_item_ids=["d1-chunk"], created_at=b0 + H),
         EvalRunRow(id="r0", created_at=end - 5 * H, golden_set_id="g", dataset="g",
                    config={"mode": "hybrid", "freshness": True},
                    metrics={"ndcg@10": 0.5, "mrr": 0.5, "recall@bundle": 0.5, "queries": 5}),

@@ -21,6 +21,7 @@ from contextd.api.routers import (
     evals,
     health,
     keys,
+    memory,
     metrics,
     principals,
     quality,
@@ -29,6 +30,7 @@ from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
 from contextd.core.tokens import encoding
+from contextd.memory.retention import start_purge_scheduler
 from contextd.runtime import Runtime
 
 
@@ -46,7 +48,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
         if settings.scheduler_enabled:
             runtime.connectors.start_scheduler()
+        _ = runtime.memory_engine, runtime.memory_store
+        scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         if owns_runtime:
             runtime.close()
         elif settings.scheduler_enabled:
@@ -63,7 +69,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
                    metrics.router, costs.router, connectors.router, quality.router,
-                   evals.router, dashboard.router):
+                   evals.router, dashboard.router, memory.router):
         app.include_router(router)
     dashboard.mount_static(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)

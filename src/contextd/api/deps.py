@@ -34,7 +34,8 @@ async def current_key(
     """The caller's active API key, or 401."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
-    return await in_thread(authenticate, runtime.engine, credentials.credentials)
+    return await in_thread(authenticate, runtime.engine, credentials.credentials,
+                           outage_grace=runtime.settings.db_outage_grace_seconds)
 
 
 def require_roles(*roles: str):  # type: ignore[no-untyped-def]

@@ -87,6 +87,17 @@ ERRORS = Counter("contextd_errors_total", "Errors answered, by error code.", ["c
                  registry=REGISTRY)
 STORE_POINTS = Gauge("contextd_store_points", "Chunks in the vector store (at scrape time).",
                      registry=REGISTRY)
+# issue 5: memory
+MEMORY_INTERACTIONS = Counter("contextd_memory_interactions_recorded_total",
+                              "Interactions recorded (SQL row and vector).", registry=REGISTRY)
+MEMORY_RECALL = Counter("contextd_memory_recall_total",
+                        "Context requests by memory outcome (ok, unavailable, disabled).",
+                        ["status"], registry=REGISTRY)
+MEMORY_PURGED = Counter("contextd_memory_interactions_purged_total",
+                        "Interactions removed, by reason (ttl, forget).", ["reason"],
+                        registry=REGISTRY)
+FACTS_RECORDED = Counter("contextd_entity_facts_recorded_total",
+                         "New entity fact values recorded from CRM records.", registry=REGISTRY)
 
 tracer = trace.get_tracer("contextd")
 _configured = False

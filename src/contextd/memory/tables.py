@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 from contextd.core.types import utcnow
@@ -247,25 +247,6 @@ class ContextRequestRow(SQLModel, table=True):
     request_id: str = Field(default="", max_length=64)
 
 
-class FeedbackRow(SQLModel, table=True):
-    """An agent's feedback on one served bundle: a rating and which items it used.
-
-    Defined here for the used/served relevance ratio until the feedback issue lands its own
-    table (the quality module reads rows through ``quality.sources.feedback_between``).
-    """
-
-    __tablename__ = "feedback"
-
-    id: int | None = Field(default=None, primary_key=True)
-    created_at: datetime = Field(default_factory=utcnow,
-                                 sa_column=Column(DateTime(timezone=True), nullable=False,
-                                                  index=True))
-    bundle_id: str = Field(max_length=64, index=True)
-    rating: int | None = None
-    used_item_ids: list[str] = Field(default_factory=list,
-                                     sa_column=Column(JSON, nullable=False))
-
-
 class GoldenSetRow(SQLModel, table=True):
     """A judged query set: queries and graded relevance of live-index documents.
 
@@ -330,3 +311,84 @@ class DashboardSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+# --- issue 5: memory of past interactions, feedback, temporal entity facts -----------------
+
+
+class InteractionRow(SQLModel, table=True):
+    """One past exchange between an agent and a user, recalled into later bundles.
+
+    The same id is the point id of its vector in the memory collection, so forgetting a
+    user or purging old rows removes exactly the matching vectors.
+    """
+
+    __tablename__ = "interactions"
+
+    id: str = Field(primary_key=True, max_length=36)
+    user_id: str = Field(max_length=200, index=True)
+    agent: str = Field(default="", max_length=200)
+    key_id: str = Field(default="", max_length=32)
+    session_id: str | None = Field(default=None, max_length=200, index=True)
+    query: str
+    summary: str = ""
+    bundle_id: str | None = Field(default=None, max_length=64, index=True)
+    outcome: str | None = Field(default=None, max_length=50)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+
+
+class InteractionEntity(SQLModel, table=True):
+    """Which entities (``deal:D-101``, ``account:A-001``) an interaction was about."""
+
+    __tablename__ = "interaction_entities"
+
+    interaction_id: str = Field(primary_key=True, max_length=36,
+                                foreign_key="interactions.id", ondelete="CASCADE")
+    entity_key: str = Field(primary_key=True, max_length=300, index=True)
+
+
+class FeedbackRow(SQLModel, table=True):
+    """An agent's or user's verdict on a served bundle: rating and the items actually used."""
+
+    __tablename__ = "feedback"
+
+    id: str = Field(primary_key=True, max_length=36)
+    bundle_id: str = Field(max_length=64, index=True)
+    user_id: str = Field(max_length=200, index=True)
+    interaction_id: str | None = Field(default=None, max_length=36, index=True)
+    agent: str = Field(default="", max_length=200)
+    key_id: str = Field(default="", max_length=32)
+    rating: int
+    used_item_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    comment: str | None = None
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+
+
+class EntityFact(SQLModel, table=True):
+    """One value of one attribute of an entity over ``[valid_from, valid_to)``.
+
+    ``valid_from``/``valid_to`` are the source's own timestamps (the CRM record's
+    ``updated_at``), never the ingestion time, which is ``recorded_at``. The open fact
+    (``valid_to`` NULL) is the current value. ``acl`` is the record's, so a fact is shown
+    only to users who may see the record it came from.
+    """
+
+    __tablename__ = "entity_facts"
+    __table_args__ = (Index("ix_entity_facts_timeline", "entity_key", "attribute",
+                            "valid_from"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entity_key: str = Field(max_length=300)
+    attribute: str = Field(max_length=100)
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    valid_from: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    valid_to: datetime | None = Field(default=None,
+                                      sa_column=Column(DateTime(timezone=True), nullable=True))
+    source: str = Field(max_length=200)
+    source_id: str = Field(max_length=1000)
+    version: int = 1
+    acl: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow,
+                                  sa_column=Column(DateTime(timezone=True), nullable=False))

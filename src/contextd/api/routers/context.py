@@ -6,11 +6,12 @@ import logging
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
+from contextd.api.background import best_effort
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
 from contextd.core.errors import InvalidInput
-from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
+from contextd.core.telemetry import CONTEXT_ITEMS, MEMORY_RECALL, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.memory.bundles import record_bundle
 from contextd.memory.costs import record_cost
@@ -59,7 +60,9 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     def scope() -> AccessScope:
         # Resolved while the query embeds (see Retriever.search); read on every request.
         with timer.stage("principals"):
-            principals = effective_principals(runtime.engine, user_id=body.user_id)
+            principals = effective_principals(
+                runtime.engine, user_id=body.user_id,
+                outage_grace=settings.db_outage_grace_seconds)
         return AccessScope(principals=principals, sources=sources, kinds=kinds)
 
     request = ContextQuery(
@@ -68,25 +71,28 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         half_life_days={str(k): v for k, v in freshness.half_life_days.items()}
         if freshness else {},
         freshness_enabled=freshness.enabled if freshness else True,
-        session_id=body.session_id,
+        session_id=body.session_id, include_memory=body.include_memory, as_of=body.as_of,
+        fact_history=body.fact_history,
     )
-    bundle = runtime.retriever.bundle(request, scope, timer)
+    bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
     if settings.telemetry_enabled:
         TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
         CONTEXT_ITEMS.observe(len(bundle.items))
+        MEMORY_RECALL.labels(bundle.memory_status).inc()
     log.info("context served", extra={
         "event": "context", "key_id": key.id, "user_id": body.user_id,
         "items": len(bundle.items), "token_count": bundle.token_count,
+        "memory": len(bundle.memory), "memory_status": bundle.memory_status,
         "stages_ms": bundle.stats["stages_ms"], "latency_ms": bundle.stats["latency_ms"],
         **({"query": query} if settings.log_queries else {}),
     })
     cost = bundle.stats["cost"]
-    background.add_task(record_cost, runtime.engine, kind="context", ref=bundle.bundle_id,
-                        agent=key.name, embed_tokens=cost["embed_tokens"],
+    background.add_task(best_effort(record_cost), runtime.engine, kind="context",
+                        ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],
                         embed_cpu_seconds=cost["embed_cpu_seconds"],
                         served_tokens=bundle.token_count)
-    background.add_task(record_bundle, runtime.engine, bundle, key_id=key.id, agent=key.name,
-                        session_id=body.session_id, kinds=sorted(kinds or ()),
+    background.add_task(best_effort(record_bundle), runtime.engine, bundle, key_id=key.id,
+                        agent=key.name, session_id=body.session_id, kinds=sorted(kinds or ()),
                         token_budget=body.token_budget, keep_query=settings.log_queries)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")
