@@ -59,8 +59,19 @@ def write_beir(root: Path) -> Path:
     return root
 
 
-def test_eval_prints_three_modes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", str(write_beir(tmp_path / "beir"))]) == 0
+def test_eval_prints_three_modes_and_stores_them_as_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextd.core.settings import get_settings
+    from contextd.memory.db import make_engine
+    from contextd.quality.evaluation import list_runs
+
+    monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    try:
+        assert main(["eval", str(write_beir(tmp_path / "beir"))]) == 0
+    finally:
+        get_settings.cache_clear()
     lines = capsys.readouterr().out.strip().splitlines()
     pattern = re.compile(r"^(dense|bm25|hybrid)\s+nDCG@10 (\d\.\d{3})  recall@100 (\d\.\d{3})$")
     figures = {}
@@ -72,6 +83,15 @@ def test_eval_prints_three_modes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert figures["dense"][0] > 0.8
     assert figures["hybrid"][0] > 0.8
     assert figures["dense"][1] == figures["hybrid"][1] == 1.0
+    engine = make_engine(f"sqlite:///{tmp_path / 'state' / 'contextd.db'}")
+    runs = {r.config["mode"]: r for r in list_runs(engine)}
+    engine.dispose()
+    assert set(runs) == {"dense", "bm25", "hybrid"}
+    for mode, (ndcg, recall) in figures.items():
+        assert runs[mode].origin == "cli"
+        assert runs[mode].metrics["ndcg@10"] == pytest.approx(ndcg, abs=5e-4)
+        assert runs[mode].metrics["recall@100"] == pytest.approx(recall, abs=5e-4)
+        assert 0.0 < runs[mode].metrics["mrr"] <= 1.0
 
 
 def test_eval_on_a_missing_dataset_is_a_clear_error(
@@ -97,3 +117,46 @@ def test_keys_create_prints_a_working_key(
     engine = make_engine(f"sqlite:///{tmp_path / 'contextd.db'}")
     assert authenticate(engine, key).role == "analyst"
     engine.dispose()
+
+
+def printed_runs(out: str) -> list[dict[str, object]]:
+    """The JSON list the command prints last (log lines, also on stdout, come before it)."""
+    return json.loads(out[out.index("\n[\n") + 1:] if not out.startswith("[") else out)
+
+
+def test_quality_check_runs_golden_sets_and_fails_on_a_regression(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextd.core.settings import Settings, get_settings
+    from contextd.quality.evaluation import list_runs
+    from contextd.quality.golden import GoldenQuery, create_golden_set, pin_baseline
+    from contextd.runtime import Runtime
+    from tests.quality.corpus import QRELS, QUERIES, RECORDS
+
+    runtime = Runtime(Settings(data_dir=tmp_path))
+    runtime.ingestor.ingest(RECORDS)
+    create_golden_set(runtime.engine, name="policies", qrels=QRELS,
+                      queries=[GoldenQuery(id=q, text=t) for q, t in QUERIES.items()])
+    runtime.close()
+    monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert main(["quality", "check"]) == 0  # no baseline yet: nothing to regress from
+        baseline = printed_runs(capsys.readouterr().out)[0]
+        runtime = Runtime(Settings(data_dir=tmp_path))
+        pin_baseline(runtime.engine, golden_set="policies", run_id=str(baseline["id"]))
+        runtime.close()
+        assert main(["quality", "check", "policies"]) == 0
+        assert printed_runs(capsys.readouterr().out)[0]["regressed"] is False
+        assert main(["quality", "check", "--no-freshness"]) == 1
+        worse = printed_runs(capsys.readouterr().out)[0]
+        assert worse["config"] == {"mode": "hybrid", "freshness": False, "token_budget": 2000,
+                                   "top_k": 20}
+        assert worse["regressed"] is True
+        assert main(["quality", "check", "nope"]) == 2
+        assert "golden set 'nope' not found" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
+    runtime = Runtime(Settings(data_dir=tmp_path))
+    assert len(list_runs(runtime.engine)) == 3
+    runtime.close()

@@ -83,6 +83,23 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_memory_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import datetime
+
+    from contextd.core.types import as_utc, utcnow
+    from contextd.memory.interactions import purge_expired
+
+    now = as_utc(datetime.fromisoformat(args.now)) if args.now else utcnow()
+    ttl = args.ttl_days if args.ttl_days is not None else settings.interaction_ttl_days
+    runtime = Runtime(settings)
+    try:
+        removed = purge_expired(runtime.memory_engine, runtime.memory_store, now, ttl_days=ttl)
+    finally:
+        runtime.close()
+    _print({"removed": removed, "ttl_days": ttl, "now": now.isoformat()})
+    return 0
+
+
 def cmd_groups_import(args: argparse.Namespace, settings: Settings) -> int:
     """Apply a CSV/LDIF membership export (the ``groups`` source kind) to the directory."""
     from contextd.connectors.groups import GroupsConfig, GroupsConnector
@@ -132,7 +149,45 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     for mode, figures in results.items():
         print(f"{labels[mode]:<7} nDCG@10 {figures['ndcg@10']:.3f}  "
               f"recall@100 {figures['recall@100']:.3f}")
+    _store_eval_runs(settings, str(Path(args.dataset).resolve()),
+                     {labels[mode]: figures for mode, figures in results.items()})
     return 0
+
+
+def _store_eval_runs(settings: Settings, dataset: str,
+                     results: dict[str, dict[str, float]]) -> None:
+    """Keep the figures with the golden-set runs (``GET /v1/eval/runs``, the dashboard)."""
+    from contextd.quality.evaluation import store_cli_run
+
+    runtime = Runtime(settings)
+    try:
+        ids = [store_cli_run(runtime.engine, dataset=dataset, mode=mode, metrics=figures).id
+               for mode, figures in results.items()]
+    finally:
+        runtime.close()
+    print(f"stored eval runs {', '.join(ids)} in {settings.sql_url.split('@')[-1]}",
+          file=sys.stderr)
+
+
+def cmd_quality_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Run golden sets against the live index (for cron or CI): exit 1 on a regression."""
+    from contextd.quality.evaluation import AlertPolicy, EvalConfig, run_golden_set, run_json
+    from contextd.quality.golden import get_golden_set, list_golden_sets
+
+    webhook = settings.quality_webhook_url
+    policy = AlertPolicy(threshold=settings.quality_regression_threshold,
+                         webhook_url=webhook.get_secret_value() if webhook else None)
+    config = EvalConfig(mode=args.mode, freshness=not args.no_freshness)
+    runtime = Runtime(settings)
+    try:
+        sets = ([get_golden_set(runtime.engine, name) for name in args.golden_set]
+                if args.golden_set else list_golden_sets(runtime.engine))
+        runs = [run_json(run_golden_set(runtime.retriever, runtime.engine, golden, config,
+                                        policy)) for golden in sets]
+    finally:
+        runtime.close()
+    _print(runs)
+    return 1 if any(run["regressed"] for run in runs) else 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -193,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name")
     create.set_defaults(func=cmd_keys_create)
 
+    mem = sub.add_parser("memory", help="interaction memory maintenance")
+    mem_sub = mem.add_subparsers(dest="memory_command", required=True)
+    purge = mem_sub.add_parser("purge", help="delete interactions older than the TTL")
+    purge.add_argument("--ttl-days", type=float, help="override CONTEXTD_INTERACTION_TTL_DAYS")
+    purge.add_argument("--now", help="ISO instant to measure age from (default: now)")
+    purge.set_defaults(func=cmd_memory_purge)
+
     groups = sub.add_parser("groups", help="group memberships from directory exports")
     groups_sub = groups.add_subparsers(dest="groups_command", required=True)
     imp = groups_sub.add_parser("import", help="replace what --name set before with PATH")
@@ -205,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("dataset")
     ev.add_argument("--split", default="test")
     ev.set_defaults(func=cmd_eval)
+
+    quality = sub.add_parser("quality", help="context quality")
+    quality_sub = quality.add_subparsers(dest="quality_command", required=True)
+    check = quality_sub.add_parser(
+        "check", help="run golden sets against the live index; exit 1 on a regression")
+    check.add_argument("golden_set", nargs="*", help="names or ids (default: every set)")
+    check.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    check.add_argument("--no-freshness", action="store_true")
+    check.set_defaults(func=cmd_quality_check)
     return parser
 
 

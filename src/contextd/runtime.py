@@ -20,19 +20,25 @@ from contextd.ingest.pipeline import Ingestor
 from contextd.ingest.retry import RetryPolicy
 from contextd.ingest.runs import RunSettings
 from contextd.memory.db import create_schema, make_engine
+from contextd.memory.recall import MemoryRecall
 from contextd.retrieval.service import Retriever
 
 
-def open_store(settings: Settings, dim: int) -> VectorStore:
-    """Qdrant server when ``qdrant_url`` is set, else the embedded Edge shard."""
+def open_store(settings: Settings, dim: int, *, memory: bool = False) -> VectorStore:
+    """Qdrant server when ``qdrant_url`` is set, else the embedded Edge shard.
+
+    ``memory`` opens the separate collection of interaction vectors, which item search
+    never reads.
+    """
+    collection = f"{settings.collection}_memory" if memory else settings.collection
     if settings.qdrant_url:
         from contextd.core.server_store import ServerStore
 
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return ServerStore.from_url(settings.qdrant_url, api_key, settings.collection, dim)
+        return ServerStore.from_url(settings.qdrant_url, api_key, collection, dim)
     from contextd.core.edge_store import EdgeStore
 
-    return EdgeStore(settings.edge_path, dim)
+    return EdgeStore(settings.edge_path.parent / collection, dim)
 
 
 @dataclass
@@ -42,10 +48,21 @@ class Runtime:
     settings: Settings
     dense_encoder: DenseEncoder | None = None
     _store: VectorStore | None = field(default=None, repr=False)
+    _memory_store: VectorStore | None = field(default=None, repr=False)
 
     @cached_property
     def engine(self) -> Engine:
         engine = make_engine(self.settings.sql_url)
+        create_schema(engine)
+        return engine
+
+    @cached_property
+    def memory_engine(self) -> Engine:
+        """Interactions and entity facts: the main database unless
+        ``memory_database_url`` puts them elsewhere."""
+        if self.settings.memory_sql_url == self.settings.sql_url:
+            return self.engine
+        engine = make_engine(self.settings.memory_sql_url)
         create_schema(engine)
         return engine
 
@@ -65,11 +82,25 @@ class Runtime:
             self._store = open_store(self.settings, self.dense.dim)
         return self._store
 
+    @property
+    def memory_store(self) -> VectorStore:
+        """The collection of interaction vectors (one ``source`` per user)."""
+        if self._memory_store is None:
+            self._memory_store = open_store(self.settings, self.dense.dim, memory=True)
+        return self._memory_store
+
+    @cached_property
+    def memory_recall(self) -> MemoryRecall:
+        return MemoryRecall(engine=self.memory_engine, store=self.memory_store,
+                            settings=self.settings)
+
     @cached_property
     def ingestor(self) -> Ingestor:
         return Ingestor(store=self.store, dense=self.dense, sparse=self.sparse,
                         engine=self.engine,
-                        chunker=Chunker(self.settings.chunk_size, self.settings.chunk_overlap))
+                        chunker=Chunker(self.settings.chunk_size, self.settings.chunk_overlap),
+                        facts_engine=self.memory_engine,
+                        fact_attributes=self.settings.fact_attributes)
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -88,11 +119,16 @@ class Runtime:
             max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds)
 
     def close(self) -> None:
-        """Stop the scheduler and running syncs, then release the store and the SQL pool."""
+        """Stop the scheduler and running syncs, then release the stores and the SQL pools."""
         if "connectors" in self.__dict__:
             self.connectors.close()
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._memory_store is not None:
+            self._memory_store.close()
+            self._memory_store = None
+        if "memory_engine" in self.__dict__:
+            self.memory_engine.dispose()
         if "engine" in self.__dict__:
             self.engine.dispose()

@@ -14,6 +14,9 @@ from contextd.connectors import CONNECTORS, build_connector, get_connector_class
 from contextd.connectors.crm_export import CrmExportConnector
 from contextd.connectors.email import MaildirConnector, MboxConnector
 from contextd.connectors.filesystem import FilesystemConnector
+from contextd.connectors.hubspot import HubSpotConnector
+from contextd.connectors.imap import ImapConnector
+from contextd.connectors.salesforce import SalesforceConnector
 from contextd.connectors.sql import SqlConnector
 from contextd.core.errors import ConfigError
 from tests.conftest import SAMPLE_DATA
@@ -23,7 +26,8 @@ from tests.connectors.helpers import MANIFEST
 def test_every_kind_is_registered_by_name() -> None:
     expected = {"filesystem": FilesystemConnector, "mbox": MboxConnector,
                 "maildir": MaildirConnector, "crm_export": CrmExportConnector,
-                "sql": SqlConnector}
+                "sql": SqlConnector, "imap": ImapConnector, "hubspot": HubSpotConnector,
+                "salesforce": SalesforceConnector}
     assert dict(CONNECTORS) == expected
     assert get_connector_class("mbox") is MboxConnector
 

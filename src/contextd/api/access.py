@@ -25,11 +25,12 @@ from contextd.runtime import Runtime
 
 
 def context_scope(engine: Engine, *, user_id: str, key: KeyPolicy,
-                  sources: frozenset[str] | None, kinds: frozenset[str] | None) -> AccessScope:
+                  sources: frozenset[str] | None, kinds: frozenset[str] | None,
+                  outage_grace: float = 0.0) -> AccessScope:
     """The visible set of a context request: the user's ACL principals (read now, never
     cached), narrowed by the key's scope and then by the request's own filters. Applied
     inside the vector query by both store adapters; it can only ever shrink."""
-    principals = effective_principals(engine, user_id=user_id)
+    principals = effective_principals(engine, user_id=user_id, outage_grace=outage_grace)
     return AccessScope(principals).narrowed(sources=key.sources, kinds=key.kinds).narrowed(
         sources=sources, kinds=kinds)
 

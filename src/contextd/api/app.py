@@ -10,24 +10,30 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
+from contextd.api.dashboard import routes as dashboard
 from contextd.api.deps import single_valued_query
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from contextd.api.outcomes import ContextOutcomeMiddleware
 from contextd.api.ratelimit import make_rate_limiter
 from contextd.api.routers import (
     audit,
     connectors,
     context,
     costs,
+    evals,
     health,
     keys,
+    memory,
     metrics,
     principals,
+    quality,
 )
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
 from contextd.core.telemetry import configure_tracing
 from contextd.core.tokens import encoding
+from contextd.memory.retention import start_purge_scheduler
 from contextd.runtime import Runtime
 
 
@@ -45,7 +51,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
         if settings.scheduler_enabled:
             runtime.connectors.start_scheduler()
+        _ = runtime.memory_engine, runtime.memory_store
+        scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         if owns_runtime:
             runtime.close()
         elif settings.scheduler_enabled:
@@ -63,11 +73,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router, connectors.router, audit.router):
+                   metrics.router, costs.router, connectors.router, quality.router,
+                   evals.router, dashboard.router, memory.router, audit.router):
         app.include_router(router)
+    dashboard.mount_static(app)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
+    # Outermost, so request outcomes the inner layers answer (413, 401, 5xx) are recorded.
+    app.add_middleware(ContextOutcomeMiddleware)
     return app
 
 

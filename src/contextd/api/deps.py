@@ -38,8 +38,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 def _admit(runtime: Runtime, limiter: RateLimiter, token: str, path: str) -> ApiKey:
     """Authenticate, then take one token from the key's bucket (one thread hop for both)."""
-    key = authenticate(runtime.engine, token)
     settings = runtime.settings
+    key = authenticate(runtime.engine, token, outage_grace=settings.db_outage_grace_seconds)
     decision = limiter.take(key.id, rate_per_minute=key.policy.rate_per_minute
                             or settings.rate_limit_per_minute,
                             burst=key.policy.burst or settings.rate_limit_burst)

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contextd.core import errors as e
@@ -84,6 +85,15 @@ def install_error_handlers(app: FastAPI) -> None:
         ERRORS.labels(code).inc()
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
                             getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        # The database could not be reached or refused the work: retry later, not a bug.
+        log.warning("database unavailable", extra={"event": "database_unavailable",
+                                                   "error": type(exc.orig).__name__})
+        ERRORS.labels("unavailable").inc()
+        return JSONResponse(error_body("unavailable", "the database is unavailable; retry "
+                                       "shortly"), 503, {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

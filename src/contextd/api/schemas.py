@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 KindName = Literal["document", "email", "crm"]
 Ident = Field(min_length=1, max_length=200, pattern=r"^[^\s:]+$")
@@ -34,6 +34,9 @@ class ContextRequestIn(Strict):
     freshness: FreshnessIn | None = None
     include_memory: bool = True
     session_id: str | None = Field(None, min_length=1, max_length=200)
+    as_of: AwareDatetime | None = Field(
+        None, description="Entity facts as they were at this instant (default: now).")
+    fact_history: bool = Field(False, description="Add each fact's earlier values.")
 
 
 class ItemOut(BaseModel):
@@ -61,6 +64,27 @@ class MemoryOut(BaseModel):
     summary: str
     created_at: str
     score: float
+    relevance: float
+    session_id: str | None
+    same_session: bool
+    outcome: str | None
+    tokens: int
+
+
+class FactValueOut(BaseModel):
+    value: Any
+    valid_from: str
+    valid_to: str | None
+    version: int
+
+
+class FactOut(FactValueOut):
+    entity: str
+    attribute: str
+    source: str
+    source_id: str
+    tokens: int
+    history: list[FactValueOut] | None = None
 
 
 class CostOut(BaseModel):
@@ -82,6 +106,10 @@ class ContextResponse(BaseModel):
     generated_at: datetime
     items: list[ItemOut]
     memory: list[MemoryOut]
+    facts: list[FactOut]
+    memory_status: Literal["ok", "unavailable", "disabled"] = Field(
+        description="ok: memory consulted; unavailable: memory could not be read, so the "
+                    "bundle holds items only; disabled: include_memory was false.")
     token_count: int
     truncated: bool
     stats: StatsOut
@@ -210,3 +238,69 @@ class ErrorOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- issue 5: interactions, feedback, forgetting ----------------------------------------
+
+EntityKey = Field(min_length=3, max_length=300, pattern=r"^[^\s:]+:\S+$")
+
+
+class InteractionIn(Strict):
+    user_id: str = Ident
+    query: str = Field(min_length=1, description="What the user asked.")
+    summary: str = Field("", description="A summary of the response given.")
+    session_id: str | None = Field(None, min_length=1, max_length=200)
+    bundle_id: str | None = Field(None, min_length=1, max_length=64)
+    outcome: str | None = Field(None, min_length=1, max_length=50,
+                                description="e.g. resolved, escalated, abandoned")
+    entities: list[Annotated[str, EntityKey]] = Field(
+        default_factory=list, max_length=100,
+        description="Entity keys the interaction was about, e.g. deal:D-101.")
+    created_at: AwareDatetime | None = Field(
+        None, description="When it happened (backfill); default now, never in the future.")
+
+
+class InteractionOut(BaseModel):
+    id: str
+    user_id: str
+    agent: str
+    session_id: str | None
+    query: str
+    summary: str
+    bundle_id: str | None
+    outcome: str | None
+    entities: list[str]
+    created_at: datetime
+
+
+class InteractionPageOut(BaseModel):
+    items: list[InteractionOut]
+    next_cursor: str | None
+
+
+class FeedbackIn(Strict):
+    bundle_id: str = Field(min_length=1, max_length=64)
+    rating: int = Field(ge=1, le=5, description="1 (useless) to 5 (exactly what was needed).")
+    used_item_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=1000)
+    comment: str | None = Field(None, max_length=4000)
+    interaction_id: str | None = Field(None, min_length=1, max_length=36)
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    bundle_id: str
+    user_id: str
+    rating: int
+    used_item_ids: list[str]
+    comment: str | None
+    interaction_id: str | None
+    created_at: datetime
+
+
+class ForgottenOut(BaseModel):
+    user_id: str
+    interactions: int
+    vectors: int
+    feedback: int
+    bundles: int

@@ -10,13 +10,16 @@ from contextd.connectors.base import Connector
 from contextd.connectors.crm_export import CrmExportConnector
 from contextd.connectors.email import MaildirConnector, MboxConnector
 from contextd.connectors.filesystem import FilesystemConnector
+from contextd.connectors.hubspot import HubSpotConnector
+from contextd.connectors.imap import ImapConnector
+from contextd.connectors.salesforce import SalesforceConnector
 from contextd.connectors.sql import SqlConnector
 from contextd.core.errors import ConfigError
 
 CONNECTORS: dict[str, type[Any]] = {
     cls.kind: cls
     for cls in (FilesystemConnector, MboxConnector, MaildirConnector, CrmExportConnector,
-                SqlConnector)
+                SqlConnector, ImapConnector, HubSpotConnector, SalesforceConnector)
 }
 
 

@@ -16,6 +16,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contextd.core.types import KINDS
 
 DEFAULT_HALF_LIFE_DAYS: dict[str, float] = {"document": 180.0, "email": 30.0, "crm": 60.0}
+# CRM fields kept as temporal facts, per object type (the part of entity_key before ':').
+DEFAULT_FACT_ATTRIBUTES: dict[str, list[str]] = {
+    "deal": ["stage", "amount", "close_date", "owner"],
+    "account": ["plan", "tier", "status", "industry", "owner"],
+    "contact": ["role", "account_id", "owner"],
+}
 
 
 class Settings(BaseSettings):
@@ -57,6 +63,25 @@ class Settings(BaseSettings):
     sync_retry_max_seconds: float = Field(60.0, ge=0.0)
     sync_lease_ttl_seconds: float = Field(30.0, ge=3.0)
     schedule_refresh_seconds: float = Field(30.0, ge=1.0)
+    # issue 6: context quality
+    quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0)
+    quality_webhook_url: SecretStr | None = None  # often carries a token: never echoed
+    quality_lag_objective_seconds: float = Field(86400.0, gt=0.0)
+    dashboard_session_hours: float = Field(8.0, gt=0.0, le=24 * 30)
+    # issue 5: memory of past interactions and temporal entity facts
+    memory_database_url: str | None = None
+    interaction_ttl_days: float | None = Field(365.0, gt=0)
+    memory_purge_interval_seconds: int = Field(3600, ge=0)
+    memory_token_share: float = Field(0.25, ge=0.0, le=1.0)
+    memory_top_k: int = Field(5, ge=0, le=50)
+    memory_min_relevance: float = Field(0.35, ge=-1.0, le=1.0)
+    memory_half_life_days: float = Field(30.0, gt=0)
+    memory_freshness_floor: float = Field(0.5, ge=0.0, le=1.0)
+    max_interaction_chars: int = Field(8000, ge=1)
+    # Through a database outage, keys and principals read this recently are still used.
+    db_outage_grace_seconds: float = Field(60.0, ge=0)
+    fact_attributes: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FACT_ATTRIBUTES.items()})
     # issue 4: keys, rate limits, audit, redaction
     redis_url: str | None = None
     rate_limit_per_minute: int = Field(6000, ge=1)
@@ -96,6 +121,11 @@ class Settings(BaseSettings):
     def sql_url(self) -> str:
         """The SQL database: ``database_url`` or a SQLite file in ``data_dir``."""
         return self.database_url or f"sqlite:///{self.data_dir / 'contextd.db'}"
+
+    @property
+    def memory_sql_url(self) -> str:
+        """Where interactions and entity facts live: ``memory_database_url`` or ``sql_url``."""
+        return self.memory_database_url or self.sql_url
 
     @property
     def edge_path(self) -> Path:

@@ -72,6 +72,10 @@ CONNECTOR_LAG = Gauge("contextd_connector_lag_seconds",
 CONNECTOR_FAILING = Gauge("contextd_connector_failing",
                           "1 when the connector's last finished run failed (set at scrape "
                           "time).", ["connector"], registry=REGISTRY)
+SOURCE_HTTP_RETRIES = Counter("contextd_source_http_retries_total",
+                              "Source API requests retried (reason: rate_limited, "
+                              "server_error, timeout, connection).", ["connector", "reason"],
+                              registry=REGISTRY)
 EMBED_BATCH = Histogram("contextd_embedding_batch_size", "Texts per embedding call.",
                         ["purpose"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                         registry=REGISTRY)
@@ -87,6 +91,17 @@ REDACTIONS = Counter("contextd_redactions_total", "Matches masked in served text
                      ["rule"], registry=REGISTRY)
 STORE_POINTS = Gauge("contextd_store_points", "Chunks in the vector store (at scrape time).",
                      registry=REGISTRY)
+# issue 5: memory
+MEMORY_INTERACTIONS = Counter("contextd_memory_interactions_recorded_total",
+                              "Interactions recorded (SQL row and vector).", registry=REGISTRY)
+MEMORY_RECALL = Counter("contextd_memory_recall_total",
+                        "Context requests by memory outcome (ok, unavailable, disabled).",
+                        ["status"], registry=REGISTRY)
+MEMORY_PURGED = Counter("contextd_memory_interactions_purged_total",
+                        "Interactions removed, by reason (ttl, forget).", ["reason"],
+                        registry=REGISTRY)
+FACTS_RECORDED = Counter("contextd_entity_facts_recorded_total",
+                         "New entity fact values recorded from CRM records.", registry=REGISTRY)
 
 tracer = trace.get_tracer("contextd")
 _configured = False

@@ -18,18 +18,20 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
+from contextd.core.settings import DEFAULT_FACT_ATTRIBUTES
 from contextd.core.store import ChunkPoint, DocumentRef, PayloadUpdate, VectorStore, WriteBatch
 from contextd.core.tokens import count_tokens
 from contextd.core.types import SourceRecord, Tombstone, iso, utcnow
 from contextd.ingest.chunking import Chunker
 from contextd.memory.documents import get_documents, save_documents
+from contextd.memory.facts import close_facts, record_facts
 from contextd.memory.tables import DocumentRow
 
 log = logging.getLogger(__name__)
@@ -111,12 +113,17 @@ class Ingestor:
     """Turns batches of records and tombstones into store writes and document rows."""
 
     def __init__(self, *, store: VectorStore, dense: DenseEncoder, sparse: Bm25Encoder,
-                 engine: Engine, chunker: Chunker) -> None:
+                 engine: Engine, chunker: Chunker, facts_engine: Engine | None = None,
+                 fact_attributes: Mapping[str, Sequence[str]] | None = None) -> None:
         self.store = store
         self.dense = dense
         self.sparse = sparse
         self.engine = engine
         self.chunker = chunker
+        # Temporal facts of CRM records live with the interaction memory.
+        self.facts_engine = facts_engine or engine
+        self.fact_attributes = fact_attributes if fact_attributes is not None \
+            else DEFAULT_FACT_ATTRIBUTES
 
     def ingest(self, records: Sequence[SourceRecord],
                tombstones: Iterable[Tombstone] = ()) -> IngestStats:
@@ -142,6 +149,11 @@ class Ingestor:
         batch.delete_documents.extend(DocumentRef(s, i) for s, i in tomb)
         stats.deleted = len(tomb)
         self.store.write(batch)
+        # Facts before the document rows: if facts fail, the records are re-processed on
+        # the next run (their chunks are reused), and recording facts is idempotent.
+        record_facts(self.facts_engine, [(p.record, p.version) for p in plans],
+                     self.fact_attributes)
+        close_facts(self.facts_engine, [Tombstone(s, i) for s, i in tomb])
         save_documents(self.engine, rows=rows, deleted=tomb)
         stats.changed = len(plans)
         stats.seconds = time.perf_counter() - started

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from contextd.memory import tables  # noqa: F401  (registers the tables on the metadata)
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -34,9 +39,69 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+MIGRATIONS = "contextd.memory:migrations"
+INITIAL_REVISION = "0001"
+_MIGRATION_LOCK = 0x636F6E74  # PostgreSQL advisory lock key: one migrator across replicas
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration for the packaged migrations, bound to ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent)."""
-    SQLModel.metadata.create_all(engine)
+    """Bring the database to the latest schema with Alembic (``upgrade head``), idempotently.
+
+    A database made before migrations existed (tables present, no ``alembic_version``) is
+    completed and stamped at the initial revision first, so it upgrades like any other. On
+    PostgreSQL an advisory lock makes replicas starting together migrate one at a time.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+            connection.commit()
+        try:
+            config = alembic_config(connection)
+            existing = set(inspect(connection).get_table_names())
+            if "alembic_version" not in existing and "documents" in existing:
+                _adopt_legacy(connection, config)
+            command.upgrade(config, "head")
+            connection.commit()
+            _create_unmigrated(connection)
+        finally:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+                connection.commit()
+
+
+def _adopt_legacy(connection: Connection, config: Config) -> None:
+    """A pre-migration database: create what the initial revision would, then stamp it."""
+    log.warning("database has no migration history; adopting it at the initial revision",
+                extra={"event": "schema_adopt", "revision": INITIAL_REVISION})
+    SQLModel.metadata.create_all(connection)
+    connection.commit()
+    command.stamp(config, INITIAL_REVISION)
+    connection.commit()
+
+
+def _create_unmigrated(connection: Connection) -> None:
+    """Tables a model declares but no migration creates yet are created, loudly.
+
+    This keeps a branch that added a model working until its revision is written; the
+    schema test (tests/memory/test_migrations.py) fails until it is.
+    """
+    existing = set(inspect(connection).get_table_names())
+    missing = [t for name, t in SQLModel.metadata.tables.items() if name not in existing]
+    if missing:
+        log.warning("tables without a migration were created directly; add a revision",
+                    extra={"event": "schema_unmigrated", "tables": [t.name for t in missing]})
+        SQLModel.metadata.create_all(connection, tables=missing)
+        connection.commit()
 
 
 @contextmanager

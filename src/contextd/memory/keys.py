@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
 
 from contextd.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from contextd.core.types import KINDS, as_utc, utcnow
 from contextd.memory.db import session_scope
+from contextd.memory.lastgood import LastKnownGood
 from contextd.memory.tables import ApiKeyPolicy, ApiKeyRow, RetiredKeySecret
 
 ROLES = ("admin", "agent", "analyst")
 _PREFIX = "ctxd_"
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ class ApiKey:
     last_used_at: datetime | None
     revoked_at: datetime | None
     policy: KeyPolicy = KeyPolicy()
+
+
+# key id -> (secret hash, key) of the last successful check, for database outages only.
+_LAST_GOOD: LastKnownGood[str, tuple[str, ApiKey]] = LastKnownGood()
 
 
 def _hash(secret: str) -> str:
@@ -159,17 +167,38 @@ def rotate_key(engine: Engine, *, key_id: str, grace: timedelta) -> tuple[ApiKey
         return _public(row, session.get(ApiKeyPolicy, key_id)), token, valid_until
 
 
-def authenticate(engine: Engine, token: str) -> ApiKey:
-    """The active key for ``token``, or AuthenticationFailed (same message for every cause)."""
+def authenticate(engine: Engine, token: str, *, outage_grace: float = 0.0) -> ApiKey:
+    """The active key for ``token``, or AuthenticationFailed (same message for every cause).
+
+    If the database is unreachable, a key verified at most ``outage_grace`` seconds ago is
+    still accepted (see ``memory.lastgood``); any other key gets the database error.
+    """
     failure = AuthenticationFailed("invalid or revoked API key")
     if not token.startswith(_PREFIX):
         raise failure
     key_id, _, secret = token[len(_PREFIX):].partition("_")
     if not key_id or not secret:
         raise failure
-    with Session(engine) as session:
+    try:
+        row, policy = _verified_row(engine, key_id, secret, failure)
+    except OperationalError:
+        recent = _LAST_GOOD.recall(engine, key_id, outage_grace)
+        if recent is None or not hmac.compare_digest(recent[0], _hash(secret)):
+            raise
+        log.warning("database unreachable; accepting a key verified moments ago",
+                    extra={"event": "auth_last_known_good", "key_id": key_id})
+        return recent[1]
+    key = _public(row, policy)
+    _LAST_GOOD.remember(engine, key_id, (_hash(secret), key))  # the current or a retired one
+    return key
+
+
+def _verified_row(engine: Engine, key_id: str, secret: str, failure: AuthenticationFailed
+                  ) -> tuple[ApiKeyRow, ApiKeyPolicy | None]:
+    with Session(engine, expire_on_commit=False) as session:
         row = session.get(ApiKeyRow, key_id)
         if row is None or row.revoked_at is not None:
+            _LAST_GOOD.forget(engine, key_id)
             raise failure
         now = utcnow()
         presented = _hash(secret)
@@ -183,7 +212,9 @@ def authenticate(engine: Engine, token: str) -> ApiKey:
             row.last_used_at = now
             session.add(row)
             session.commit()
-        return _public(row, session.get(ApiKeyPolicy, key_id))
+        return row, session.get(ApiKeyPolicy, key_id)
+
+
 
 def list_keys(engine: Engine) -> list[ApiKey]:
     """Every key, newest first, without secrets."""
@@ -203,4 +234,5 @@ def revoke_key(engine: Engine, *, key_id: str) -> ApiKey:
             row.revoked_at = utcnow()
             session.add(row)
         session.exec(delete(RetiredKeySecret).where(col(RetiredKeySecret.key_id) == key_id))
+        _LAST_GOOD.forget(engine, key_id)
         return _public(row, session.get(ApiKeyPolicy, key_id))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
 
 from contextd.core.errors import InvalidInput
 from contextd.core.types import PUBLIC, utcnow
 from contextd.memory.db import session_scope
+from contextd.memory.lastgood import LastKnownGood
 from contextd.memory.tables import GroupMember, UserRow
 
 MAX_GROUP_DEPTH = 16
+log = logging.getLogger(__name__)
+_LAST_GOOD: LastKnownGood[str, frozenset[str]] = LastKnownGood()
 
 
 def _check_ident(value: str, what: str) -> str:
@@ -67,12 +72,29 @@ def get_user_groups(engine: Engine, *, user_id: str) -> list[str] | None:
         return sorted(rows)
 
 
-def effective_principals(engine: Engine, *, user_id: str) -> frozenset[str]:
+def effective_principals(engine: Engine, *, user_id: str,
+                         outage_grace: float = 0.0) -> frozenset[str]:
     """``public`` + ``user:<id>`` + every group reached through (nested) memberships.
 
-    Read on every request, never cached, so a removal takes effect on the next request.
-    An unknown user gets ``public`` and ``user:<id>`` only.
+    Read on every request, so a removal takes effect on the next request. An unknown user
+    gets ``public`` and ``user:<id>`` only. If the database is unreachable, the answer read
+    at most ``outage_grace`` seconds ago is used (see ``memory.lastgood``); without one the
+    error propagates (fail closed).
     """
+    try:
+        principals = _resolve(engine, user_id)
+    except OperationalError:
+        recent = _LAST_GOOD.recall(engine, user_id, outage_grace)
+        if recent is None:
+            raise
+        log.warning("directory unreachable; using principals read moments ago",
+                    extra={"event": "directory_last_known_good", "user_id": user_id})
+        return recent
+    _LAST_GOOD.remember(engine, user_id, principals)
+    return principals
+
+
+def _resolve(engine: Engine, user_id: str) -> frozenset[str]:
     principals = {PUBLIC, f"user:{user_id}"}
     frontier = {f"user:{user_id}"}
     with Session(engine) as session:

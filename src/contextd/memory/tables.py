@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DDL, JSON, Column, DateTime, event
+from sqlalchemy import DDL, JSON, Column, DateTime, Index, event
 from sqlmodel import Field, SQLModel
 
 from contextd.core.types import utcnow
@@ -224,6 +224,174 @@ class ConnectorLease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=200)
     holder: str = Field(max_length=64)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# --- issue 6: context quality (request outcomes, feedback, golden sets, eval runs) ---------
+
+
+class ContextRequestRow(SQLModel, table=True):
+    """The outcome of every ``POST /v1/context`` call, failures included.
+
+    ``bundles_served`` holds only successful bundles; the error rate and end-to-end latency
+    of accessibility need every request, so a middleware appends one row per call.
+    """
+
+    __tablename__ = "context_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    status: int
+    latency_ms: float
+    request_id: str = Field(default="", max_length=64)
+
+
+class GoldenSetRow(SQLModel, table=True):
+    """A judged query set: queries and graded relevance of live-index documents.
+
+    Judged ids are ``source_id`` values of the documents table (optionally limited to
+    ``sources``), so a run measures the live index, not a copy of it.
+    """
+
+    __tablename__ = "golden_sets"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200, unique=True)
+    description: str = ""
+    origin: str = Field(default="json", max_length=20)  # "json" or "beir"
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    queries: list[dict[str, Any]] = Field(default_factory=list,
+                                          sa_column=Column(JSON, nullable=False))
+    qrels: dict[str, dict[str, int]] = Field(default_factory=dict,
+                                             sa_column=Column(JSON, nullable=False))
+    baseline_run_id: str | None = Field(default=None, max_length=32)
+    baseline_pinned_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class EvalRunRow(SQLModel, table=True):
+    """One evaluation: a golden set (or a ``contextd eval`` dataset) under one configuration.
+
+    ``metrics`` holds the means (ndcg@10, mrr, recall@bundle, ...); ``comparison`` the
+    deltas against the golden set's baseline and the regressions that raised alerts.
+    """
+
+    __tablename__ = "eval_runs"
+
+    id: str = Field(primary_key=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+    origin: str = Field(default="api", max_length=20)  # "api" or "cli"
+    golden_set_id: str | None = Field(default=None, max_length=32, index=True)
+    dataset: str = Field(default="", max_length=500)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, float] = Field(default_factory=dict,
+                                      sa_column=Column(JSON, nullable=False))
+    per_query: list[dict[str, Any]] = Field(default_factory=list,
+                                            sa_column=Column(JSON, nullable=False))
+    baseline_run_id: str | None = Field(default=None, max_length=32)
+    comparison: dict[str, Any] = Field(default_factory=dict,
+                                       sa_column=Column(JSON, nullable=False))
+    regressed: bool = False
+    duration_ms: float = 0.0
+
+
+class DashboardSession(SQLModel, table=True):
+    """A browser login to ``/dashboard``: the cookie holds a random token, only its hash is
+    stored, and the key behind it is re-checked (revoked, role) on every page."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    key_id: str = Field(max_length=32, index=True)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+# --- issue 5: memory of past interactions, feedback, temporal entity facts -----------------
+
+
+class InteractionRow(SQLModel, table=True):
+    """One past exchange between an agent and a user, recalled into later bundles.
+
+    The same id is the point id of its vector in the memory collection, so forgetting a
+    user or purging old rows removes exactly the matching vectors.
+    """
+
+    __tablename__ = "interactions"
+
+    id: str = Field(primary_key=True, max_length=36)
+    user_id: str = Field(max_length=200, index=True)
+    agent: str = Field(default="", max_length=200)
+    key_id: str = Field(default="", max_length=32)
+    session_id: str | None = Field(default=None, max_length=200, index=True)
+    query: str
+    summary: str = ""
+    bundle_id: str | None = Field(default=None, max_length=64, index=True)
+    outcome: str | None = Field(default=None, max_length=50)
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+
+
+class InteractionEntity(SQLModel, table=True):
+    """Which entities (``deal:D-101``, ``account:A-001``) an interaction was about."""
+
+    __tablename__ = "interaction_entities"
+
+    interaction_id: str = Field(primary_key=True, max_length=36,
+                                foreign_key="interactions.id", ondelete="CASCADE")
+    entity_key: str = Field(primary_key=True, max_length=300, index=True)
+
+
+class FeedbackRow(SQLModel, table=True):
+    """An agent's or user's verdict on a served bundle: rating and the items actually used."""
+
+    __tablename__ = "feedback"
+
+    id: str = Field(primary_key=True, max_length=36)
+    bundle_id: str = Field(max_length=64, index=True)
+    user_id: str = Field(max_length=200, index=True)
+    interaction_id: str | None = Field(default=None, max_length=36, index=True)
+    agent: str = Field(default="", max_length=200)
+    key_id: str = Field(default="", max_length=32)
+    rating: int
+    used_item_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    comment: str | None = None
+    created_at: datetime = Field(default_factory=utcnow,
+                                 sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                  index=True))
+
+
+class EntityFact(SQLModel, table=True):
+    """One value of one attribute of an entity over ``[valid_from, valid_to)``.
+
+    ``valid_from``/``valid_to`` are the source's own timestamps (the CRM record's
+    ``updated_at``), never the ingestion time, which is ``recorded_at``. The open fact
+    (``valid_to`` NULL) is the current value. ``acl`` is the record's, so a fact is shown
+    only to users who may see the record it came from.
+    """
+
+    __tablename__ = "entity_facts"
+    __table_args__ = (Index("ix_entity_facts_timeline", "entity_key", "attribute",
+                            "valid_from"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entity_key: str = Field(max_length=300)
+    attribute: str = Field(max_length=100)
+    value: Any = Field(default=None, sa_column=Column(JSON, nullable=True))
+    valid_from: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    valid_to: datetime | None = Field(default=None,
+                                      sa_column=Column(DateTime(timezone=True), nullable=True))
+    source: str = Field(max_length=200)
+    source_id: str = Field(max_length=1000)
+    version: int = 1
+    acl: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    recorded_at: datetime = Field(default_factory=utcnow,
+                                  sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 # --- issue 4: access scope as a hard limit (key policies, rotation, audit log) -----------

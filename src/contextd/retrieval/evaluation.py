@@ -1,4 +1,4 @@
-"""Offline retrieval evaluation on BEIR-layout datasets: nDCG@10 and recall@100.
+"""Offline retrieval evaluation on BEIR-layout datasets: nDCG@10, MRR and recall@100.
 
 Documents are ingested through the real pipeline (chunking, both encoders, the store) and
 queried through the real retriever in each mode; a document's score is its best chunk's.
@@ -80,6 +80,11 @@ def ndcg_at(ranked: list[str], relevant: dict[str, int], k: int = 10) -> float:
     return dcg / idcg if idcg else 0.0
 
 
+def reciprocal_rank(ranked: list[str], relevant: dict[str, int]) -> float:
+    """1 / rank of the first relevant document, 0 when none is ranked."""
+    return next((1.0 / (i + 1) for i, d in enumerate(ranked) if relevant.get(d, 0) > 0), 0.0)
+
+
 def recall_at(ranked: list[str], relevant: dict[str, int], k: int = 100) -> float:
     return len(set(ranked[:k]) & set(relevant)) / len(relevant) if relevant else 0.0
 
@@ -101,15 +106,16 @@ def rank_documents(retriever: Retriever, query: str, mode: SearchMode,
 def evaluate(retriever: Retriever, dataset: BeirDataset,
              modes: tuple[SearchMode, ...] = ("dense", "sparse", "hybrid"),
              ) -> dict[str, dict[str, float]]:
-    """Mean nDCG@10 and recall@100 per mode over the judged queries."""
+    """Mean nDCG@10, MRR and recall@100 per mode over the judged queries."""
     results: dict[str, dict[str, float]] = {}
     for mode in modes:
-        ndcgs, recalls = [], []
+        ndcgs, rrs, recalls = [], [], []
         for qid, text in dataset.queries.items():
             ranked = rank_documents(retriever, text, mode)
             ndcgs.append(ndcg_at(ranked, dataset.qrels[qid]))
+            rrs.append(reciprocal_rank(ranked, dataset.qrels[qid]))
             recalls.append(recall_at(ranked, dataset.qrels[qid]))
         count = max(len(ndcgs), 1)
-        results[mode] = {"ndcg@10": sum(ndcgs) / count, "recall@100": sum(recalls) / count,
-                         "queries": float(len(ndcgs))}
+        results[mode] = {"ndcg@10": sum(ndcgs) / count, "mrr": sum(rrs) / count,
+                         "recall@100": sum(recalls) / count, "queries": float(len(ndcgs))}
     return results

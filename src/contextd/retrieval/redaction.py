@@ -74,19 +74,29 @@ class Redactor:
         return text, counts
 
     def redact_bundle(self, bundle: ContextBundle) -> dict[str, int]:
-        """Mask every item's text and title in place (token counts recomputed); per-rule counts."""
+        """Mask items (text, title) and recalled memory (query, summary) in place; the
+        items' token counts are recomputed. Returns the matches hidden per rule."""
         total: dict[str, int] = {}
+        delta = 0  # token change of masked items; recalled memory keeps its (upper) count
         for item in bundle.items:
             text, in_text = self.redact(item.text)
             title, in_title = self.redact(item.title)
             if in_text:
                 item.text = text
-                item.tokens = count_tokens(text)
+                tokens = count_tokens(text)
+                delta += tokens - item.tokens
+                item.tokens = tokens
             if in_title:
                 item.title = title
             for counts in (in_text, in_title):
                 for name, n in counts.items():
                     total[name] = total.get(name, 0) + n
-        if total:
-            bundle.token_count = sum(i.tokens for i in bundle.items)
+        for entry in bundle.memory:  # recalled interactions are served text too
+            for name in ("query", "summary"):
+                value = entry.get(name)
+                if isinstance(value, str):
+                    entry[name], counts = self.redact(value)
+                    for rule, n in counts.items():
+                        total[rule] = total.get(rule, 0) + n
+        bundle.token_count += delta
         return total

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from contextd.core.store import SearchMode
+
 
 @dataclass(frozen=True, slots=True)
 class ContextQuery:
@@ -21,6 +23,10 @@ class ContextQuery:
     half_life_days: dict[str, float] = field(default_factory=dict)
     freshness_enabled: bool = True
     session_id: str | None = None
+    mode: SearchMode = "hybrid"  # dense-only or BM25-only for evaluation
+    include_memory: bool = True
+    as_of: datetime | None = None
+    fact_history: bool = False
 
 
 @dataclass(slots=True)
@@ -58,6 +64,8 @@ class ContextBundle:
     token_count: int
     truncated: bool
     stats: dict[str, Any]
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    memory_status: str = "disabled"
 
 
 _ITEM_FIELDS = tuple(BundleItem.__dataclass_fields__)
@@ -69,6 +77,7 @@ def bundle_json(bundle: ContextBundle) -> bytes:
         "bundle_id": bundle.bundle_id, "query": bundle.query, "user_id": bundle.user_id,
         "generated_at": bundle.generated_at.isoformat(),
         "items": [{name: getattr(item, name) for name in _ITEM_FIELDS} for item in bundle.items],
-        "memory": bundle.memory, "token_count": bundle.token_count,
+        "memory": bundle.memory, "facts": bundle.facts, "memory_status": bundle.memory_status,
+        "token_count": bundle.token_count,
         "truncated": bundle.truncated, "stats": bundle.stats,
     }, ensure_ascii=False).encode()

@@ -6,16 +6,20 @@ themselves.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
 import numpy as np
 
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
+from contextd.core.errors import Unavailable
 from contextd.core.settings import Settings
 from contextd.core.store import Freshness, SearchMode, SearchQuery, SparseVec, VectorStore
 from contextd.core.telemetry import CONTEXT_STAGE, span
@@ -30,6 +34,7 @@ from contextd.retrieval.ranking import (
 from contextd.retrieval.schemas import BundleItem, ContextBundle, ContextQuery
 
 DAY = 86400.0
+log = logging.getLogger(__name__)
 
 ScopeSource = AccessScope | Callable[[], AccessScope]
 
@@ -118,8 +123,14 @@ class Retriever:
         ``scope`` may be a callable so its lookup overlaps the query embedding.
         """
         timer = timer or StageTimer()
+        dense, sparse, resolved = self._embed(query, scope, mode, timer)
+        return self._candidates(query, dense, sparse, resolved, limit=limit, mode=mode,
+                                timer=timer, freshness=freshness)
+
+    def _candidates(self, query: ContextQuery, dense: np.ndarray | None,
+                    sparse: SparseVec | None, scope: AccessScope, *, limit: int,
+                    mode: SearchMode, timer: StageTimer, freshness: bool) -> list[Candidate]:
         now = self.clock()
-        dense, sparse, scope = self._embed(query, scope, mode, timer)
         half_lives = self.half_lives(query.half_life_days)
         floor = self.settings.freshness_floor
         fresh = Freshness(now=now, half_life_seconds=half_lives, floor=floor) if freshness else None
@@ -147,20 +158,37 @@ class Retriever:
         return candidates
 
     def bundle(self, query: ContextQuery, scope: ScopeSource,
-               timer: StageTimer | None = None) -> ContextBundle:
-        """A packed, cited bundle of what ``scope`` may see that best answers ``query``."""
+               timer: StageTimer | None = None,
+               memory: MemoryProvider | None = None) -> ContextBundle:
+        """A packed, cited bundle of what ``scope`` may see that best answers ``query``.
+
+        With ``memory`` (and ``query.include_memory``), the user's relevant past
+        interactions and the facts valid for the entities the bundle mentions share the
+        token budget with the items (at most ``memory_token_share`` of it). If memory
+        fails, the items are still served and ``memory_status`` says ``unavailable``.
+        """
         timer = timer or StageTimer()
         started = time.perf_counter()
         limit = min(max(query.top_k * 3, 30), self.settings.prefetch_limit)
-        candidates = self.search(query, scope, limit=limit, timer=timer,
-                                 freshness=query.freshness_enabled)
+        dense, sparse, resolved = self._embed(query, scope, query.mode, timer)
+        candidates = self._candidates(query, dense, sparse, resolved, limit=limit,
+                                      mode=query.mode, timer=timer,
+                                      freshness=query.freshness_enabled)
         with timer.stage("rank"):
             ranked = drop_near_duplicates(supersede(candidates),
                                           self.settings.near_duplicate_cosine)
+        recalled = Recalled(status="disabled")
+        if memory is not None and query.include_memory and dense is not None:
+            with timer.stage("memory"):
+                recalled = self._recall(memory, query, dense, resolved, ranked)
         with timer.stage("pack"):
-            packed, truncated = pack(ranked, budget=query.token_budget, top_k=query.top_k)
+            packed, truncated = pack(ranked, budget=query.token_budget - recalled.tokens,
+                                     top_k=query.top_k)
             items = [_item(p.candidate, p.text, p.tokens) for p in packed]
-        token_count = sum(i.tokens for i in items)
+            mentioned = {e for p in packed for e in _entities(p.candidate)}
+            facts = [f for f in recalled.facts if f["entity"] in mentioned]
+        token_count = sum(i.tokens for i in items) + sum(m["tokens"] for m in recalled.memory) \
+            + sum(f["tokens"] for f in facts)
         stats = {
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "stages_ms": dict(timer.stages),
@@ -170,9 +198,65 @@ class Retriever:
         }
         return ContextBundle(
             bundle_id=str(uuid.uuid4()), query=query.query, user_id=query.user_id,
-            generated_at=self.clock(), items=items, memory=[], token_count=token_count,
-            truncated=truncated, stats=stats,
+            generated_at=self.clock(), items=items, memory=recalled.memory,
+            token_count=token_count, truncated=truncated, stats=stats, facts=facts,
+            memory_status=recalled.status,
         )
+
+    def _recall(self, memory: MemoryProvider, query: ContextQuery, dense: np.ndarray,
+                scope: AccessScope, ranked: list[Candidate]) -> Recalled:
+        """Past interactions (at most ``memory_top_k``), then facts for the entities of the
+        leading candidates in rank order, packed greedily into the memory share."""
+        share = int(query.token_budget * self.settings.memory_token_share)
+        entities = list(dict.fromkeys(e for c in ranked[:query.top_k] for e in _entities(c)))
+        try:
+            past = memory.interactions(user_id=query.user_id, session_id=query.session_id,
+                                       dense=dense.tolist(), now=self.clock())
+            facts = memory.facts(entities, principals=scope.principals, as_of=query.as_of,
+                                 history=query.fact_history)
+        except Unavailable as exc:
+            log.warning("memory unavailable; serving items only",
+                        extra={"event": "memory_unavailable", "error": exc.message,
+                               "cause": type(exc.__cause__).__name__})
+            return Recalled(status="unavailable")
+        rank = {entity: i for i, entity in enumerate(entities)}
+        facts.sort(key=lambda f: rank.get(str(f["entity"]), len(rank)))
+        recalled = Recalled(status="ok")
+        for entry, bucket in [*((m, recalled.memory) for m in past),
+                              *((f, recalled.facts) for f in facts)]:
+            if recalled.tokens + entry["tokens"] <= share:
+                bucket.append(entry)
+                recalled.tokens += entry["tokens"]
+        return recalled
+
+
+@dataclass(slots=True)
+class Recalled:
+    """What memory adds to a bundle and the tokens it takes from the budget."""
+
+    status: str
+    memory: list[dict[str, Any]] = field(default_factory=list)
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+
+
+class MemoryProvider(Protocol):
+    """What a bundle needs from memory (implemented by ``memory.recall.MemoryRecall``).
+    Raises :class:`Unavailable` when memory cannot be read."""
+
+    def interactions(self, *, user_id: str, session_id: str | None,
+                     dense: Sequence[float], now: datetime) -> list[dict[str, Any]]: ...
+
+    def facts(self, entity_keys: Sequence[str], *, principals: frozenset[str],
+              as_of: datetime | None, history: bool) -> list[dict[str, Any]]: ...
+
+
+def _entities(cand: Candidate) -> list[str]:
+    """The entity a chunk is a version of, and the entities its record relates to."""
+    payload = cand.hit.payload
+    related = payload.get("entities") or []
+    key = str(payload.get("entity_key") or "")
+    return [key, *(str(e) for e in related)] if key else [str(e) for e in related]
 
 
 def _item(cand: Candidate, text: str, tokens: int) -> BundleItem:

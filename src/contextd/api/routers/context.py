@@ -13,11 +13,12 @@ from contextd.api.access import (
     context_scope,
     redact_bundle,
 )
+from contextd.api.background import best_effort
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
 from contextd.core.errors import ContextdError, InvalidInput
-from contextd.core.telemetry import CONTEXT_ITEMS, TOKENS_SERVED
+from contextd.core.telemetry import CONTEXT_ITEMS, MEMORY_RECALL, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.memory.bundles import record_bundle
 from contextd.memory.costs import record_cost
@@ -77,7 +78,8 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         # Resolved while the query embeds (see Retriever.search); read on every request.
         with timer.stage("principals"):
             return context_scope(runtime.engine, user_id=body.user_id, key=key.policy,
-                                 sources=sources, kinds=kinds)
+                                 sources=sources, kinds=kinds,
+                                 outage_grace=settings.db_outage_grace_seconds)
 
     request = ContextQuery(
         query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
@@ -85,28 +87,31 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         half_life_days={str(k): v for k, v in freshness.half_life_days.items()}
         if freshness else {},
         freshness_enabled=freshness.enabled if freshness else True,
-        session_id=body.session_id,
+        session_id=body.session_id, include_memory=body.include_memory, as_of=body.as_of,
+        fact_history=body.fact_history,
     )
-    bundle = runtime.retriever.bundle(request, scope, timer)
+    bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
     redactions = redact_bundle(settings, bundle)
     if settings.telemetry_enabled:
         TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
         CONTEXT_ITEMS.observe(len(bundle.items))
+        MEMORY_RECALL.labels(bundle.memory_status).inc()
     log.info("context served", extra={
         "event": "context", "key_id": key.id, "user_id": body.user_id,
         "items": len(bundle.items), "token_count": bundle.token_count,
+        "memory": len(bundle.memory), "memory_status": bundle.memory_status,
         "stages_ms": bundle.stats["stages_ms"], "latency_ms": bundle.stats["latency_ms"],
         **({"query": query} if settings.log_queries else {}),
     })
     cost = bundle.stats["cost"]
-    background.add_task(record_cost, runtime.engine, kind="context", ref=bundle.bundle_id,
-                        agent=key.name, embed_tokens=cost["embed_tokens"],
+    background.add_task(best_effort(record_cost), runtime.engine, kind="context",
+                        ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],
                         embed_cpu_seconds=cost["embed_cpu_seconds"],
                         served_tokens=bundle.token_count)
-    background.add_task(record_bundle, runtime.engine, bundle, key_id=key.id, agent=key.name,
-                        session_id=body.session_id, kinds=sorted(kinds or ()),
+    background.add_task(best_effort(record_bundle), runtime.engine, bundle, key_id=key.id,
+                        agent=key.name, session_id=body.session_id, kinds=sorted(kinds or ()),
                         token_budget=body.token_budget, keep_query=settings.log_queries)
-    background.add_task(audit_context, runtime, key, body, outcome="ok", bundle=bundle,
-                        redactions=redactions)
+    background.add_task(best_effort(audit_context), runtime, key, body, outcome="ok",
+                        bundle=bundle, redactions=redactions)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")

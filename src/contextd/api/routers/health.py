@@ -14,7 +14,8 @@ from contextd.api.deps import RuntimeDep
 from contextd.api.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+# The dashboard login form must be reachable without a key (it is how a browser gets one).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/dashboard/login"})
 
 
 @router.get("/healthz", response_model=HealthOut)

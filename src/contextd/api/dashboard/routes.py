@@ -1,0 +1,99 @@
+"""``/dashboard``: the five metrics now, trends, connectors, eval runs, slow/empty requests."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from contextd.api.dashboard import charts, formatting
+from contextd.api.dashboard.auth import COOKIE, DASHBOARD_ROLES, Viewer
+from contextd.api.deps import RuntimeDep
+from contextd.api.threads import in_thread
+from contextd.core.errors import AuthenticationFailed
+from contextd.core.types import as_utc, utcnow
+from contextd.memory.keys import authenticate
+from contextd.memory.sessions import close_session, open_session
+from contextd.quality.report import dashboard_report
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+templates = Environment(loader=PackageLoader("contextd.api.dashboard", "templates"),
+                        autoescape=select_autoescape(["html"]))
+templates.globals.update(fmt=formatting, charts=charts, connector_bars=lambda connectors: [
+    (c["connector"], c["lag_seconds"], c["within_objective"]) for c in connectors
+    if c["lag_seconds"] is not None])
+
+# No inline scripts, no third-party origins: the page is HTML, inline SVG and our CSS.
+_CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+def mount_static(app: FastAPI) -> None:
+    """The stylesheet (public: it holds no data), served by the app itself."""
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+
+def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(name).render(**context)
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+@router.get("", response_class=HTMLResponse)
+async def dashboard(runtime: RuntimeDep, viewer: Viewer,
+                    hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
+                    end: datetime | None = None) -> Response:
+    """The analysts' page (login first when the browser has no session)."""
+    if viewer is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    settings = runtime.settings
+    report = await in_thread(dashboard_report, runtime.engine,
+                             now=as_utc(end) if end else utcnow(), hours=hours,
+                             lag_objective_seconds=settings.quality_lag_objective_seconds)
+    return _page("dashboard.html", viewer=viewer, hours=hours, **report)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form() -> HTMLResponse:
+    return _page("login.html")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, runtime: RuntimeDep,
+                api_key: Annotated[str, Form(max_length=300)] = "") -> Response:
+    """Exchange an analyst/admin key for a session cookie; the key itself is not kept."""
+    try:
+        key = await in_thread(authenticate, runtime.engine, api_key.strip())
+    except AuthenticationFailed:
+        return _page("login.html", status=401, error="That key is invalid or revoked.")
+    if key.role not in DASHBOARD_ROLES:
+        return _page("login.html", status=403,
+                     error=f"A {key.role} key cannot open the dashboard; use an analyst key.")
+    hours = runtime.settings.dashboard_session_hours
+    token = await in_thread(open_session, runtime.engine, key_id=key.id, hours=hours)
+    log.info("dashboard login", extra={"event": "dashboard_login", "key_id": key.id})
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(COOKIE, token, max_age=int(hours * 3600), path="/dashboard",
+                        httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, runtime: RuntimeDep, viewer: Viewer) -> Response:
+    token = request.cookies.get(COOKIE)
+    if token:
+        await in_thread(close_session, runtime.engine, token)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/dashboard")
+    return response

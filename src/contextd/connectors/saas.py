@@ -1,0 +1,61 @@
+"""What the HubSpot and Salesforce connectors share: config basics, ACLs, text rendering."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from contextd.connectors.base import ConnectorConfig
+from contextd.connectors.filesystem import valid_principals
+from contextd.connectors.http import RetryPolicy
+from contextd.core.types import utcnow
+
+
+class SaasConfig(ConnectorConfig):
+    """Retry policy and the ACL used when a record names no owner (empty: fail closed)."""
+
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    default_acl: list[str] = Field(default_factory=list)
+    # Changes newer than this are read again next run: late commits and index lag.
+    settle_seconds: int = Field(default=60, ge=0, le=86_400)
+
+    @field_validator("default_acl")
+    @classmethod
+    def _valid(cls, value: list[str]) -> list[str]:
+        return valid_principals(value)
+
+
+def settled_before(config: SaasConfig) -> datetime:
+    """The latest time a persisted watermark may hold for a pull starting now."""
+    return utcnow() - timedelta(seconds=config.settle_seconds)
+
+
+def group_name(name: str) -> str:
+    """A team or role name as a principal id: ``Enterprise Sales`` -> ``enterprise-sales``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.strip().lower()).strip("-")
+
+
+def owner_acl(user: str | None, group: str | None, default: Sequence[str]) -> tuple[str, ...]:
+    """``user:<owner>`` + ``group:<team>``, else the default; ValueError rather than guess."""
+    acl = [p for p in (f"user:{user}" if user else "", f"group:{group_name(group)}"
+                       if group and group_name(group) else "") if p]
+    if not acl:
+        if not default:
+            raise ValueError("record has neither owner nor team and no default_acl is "
+                             "configured: refusing to guess its ACL")
+        acl = list(default)
+    return tuple(acl)
+
+
+def describe(fields: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    """``Label: value.`` for each labelled field that has a value, in label order."""
+    parts = []
+    for key, label in labels.items():
+        value = fields.get(key)
+        if value not in (None, "", []):
+            parts.append(f"{label}: {str(value).strip().rstrip('.')}.")
+    return " ".join(parts)

@@ -1,0 +1,105 @@
+"""Recall for context bundles: a user's relevant past interactions and the facts valid for
+the entities a bundle mentions.
+
+Interactions are searched in the memory collection with the user's id *inside* the engine
+filter (their own ``source`` and ``user:`` ACL), scored by cosine similarity times a
+recency factor with a floor, then checked against SQL, the source of truth. Any SQL
+failure surfaces as :class:`Unavailable`, so the bundle is still served with its items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from contextd.core.errors import Unavailable
+from contextd.core.settings import Settings
+from contextd.core.store import Freshness, SearchQuery, VectorStore
+from contextd.core.tokens import count_tokens
+from contextd.core.types import AccessScope, as_utc, iso
+from contextd.memory.facts import facts_for
+from contextd.memory.interactions import (
+    INTERACTION_KIND,
+    get_interactions,
+    memory_source,
+    memory_text,
+)
+
+DAY = 86400.0
+
+
+def recency_factor(age_seconds: float, half_life_seconds: float, floor: float) -> float:
+    """``floor + (1 - floor) * 0.5 ** (age / half_life)``, as the engine computes it."""
+    return floor + (1.0 - floor) * 0.5 ** (max(age_seconds, 0.0) / half_life_seconds)
+
+
+class MemoryRecall:
+    """What the retriever asks memory for (see ``retrieval.service.MemoryProvider``)."""
+
+    def __init__(self, *, engine: Engine, store: VectorStore, settings: Settings) -> None:
+        self.engine = engine
+        self.store = store
+        self.settings = settings
+
+    def interactions(self, *, user_id: str, session_id: str | None,
+                     dense: Sequence[float], now: datetime) -> list[dict[str, Any]]:
+        """The user's past interactions relevant to the query vector ``dense``, same
+        session first, then by relevance x recency; each with its token cost."""
+        top_k = self.settings.memory_top_k
+        if top_k == 0:
+            return []
+        half_life = self.settings.memory_half_life_days * DAY
+        floor = self.settings.memory_freshness_floor
+        scope = AccessScope(principals=frozenset({f"user:{user_id}"}),
+                            sources=frozenset({memory_source(user_id)}),
+                            kinds=frozenset({INTERACTION_KIND}))
+        hits = self.store.search(SearchQuery(
+            scope=scope, limit=max(top_k * 4, 20), dense=list(dense), mode="dense",
+            freshness=Freshness(now=now, half_life_seconds={INTERACTION_KIND: half_life},
+                                floor=floor)))
+        relevant: list[tuple[str, float, float]] = []
+        for hit in hits:
+            updated = datetime.fromisoformat(str(hit.payload["updated_at"]).replace("Z",
+                                                                                  "+00:00"))
+            factor = recency_factor((now - updated).total_seconds(), half_life, floor)
+            relevance = hit.score / factor
+            if relevance >= self.settings.memory_min_relevance:
+                relevant.append((hit.id, hit.score, relevance))
+        if not relevant:
+            return []
+        try:
+            rows = get_interactions(self.engine, [i for i, _, _ in relevant], user_id=user_id)
+        except SQLAlchemyError as exc:
+            raise Unavailable("the memory database is unavailable") from exc
+        found: list[dict[str, Any]] = []
+        for ident, score, relevance in relevant:
+            row = rows.get(ident)
+            if row is None:
+                continue  # purged or forgotten: SQL decides
+            same_session = session_id is not None and row.session_id == session_id
+            found.append({
+                "interaction_id": row.id, "query": row.query, "summary": row.summary,
+                "created_at": iso(as_utc(row.created_at)), "session_id": row.session_id,
+                "same_session": same_session, "outcome": row.outcome,
+                "score": round(score, 6), "relevance": round(relevance, 6),
+                "tokens": count_tokens(memory_text(row.query, row.summary)),
+            })
+        found.sort(key=lambda m: (not m["same_session"], -float(m["score"])))
+        return found[:top_k]
+
+    def facts(self, entity_keys: Sequence[str], *, principals: frozenset[str],
+              as_of: datetime | None, history: bool) -> list[dict[str, Any]]:
+        """Facts valid at ``as_of`` (now by default) for ``entity_keys``, access-checked."""
+        try:
+            facts = facts_for(self.engine, entity_keys, principals=principals, as_of=as_of,
+                              history=history)
+        except SQLAlchemyError as exc:
+            raise Unavailable("the memory database is unavailable") from exc
+        for fact in facts:
+            fact["tokens"] = count_tokens(f"{fact['entity']} {fact['attribute']}: "
+                                          f"{fact['value']} (since {fact['valid_from']})")
+        return facts

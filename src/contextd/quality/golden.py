@@ -1,0 +1,205 @@
+"""Golden sets: judged queries over the live index, from JSON or a BEIR-layout upload.
+
+A set is validated whole before anything is written: unique query ids, judgments only for
+known queries, grades that are integers >= 0, and every judged document present (not
+deleted) in the documents table, so a run can never silently score against ids the index
+does not hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from contextd.core.errors import Conflict, InvalidInput, NotFound
+from contextd.core.types import KINDS, iso, utcnow
+from contextd.memory.db import session_scope
+from contextd.memory.tables import DocumentRow, EvalRunRow, GoldenSetRow
+
+MAX_QUERIES = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenQuery:
+    """One judged query; ``user_id`` decides what the run may see (default: public only)."""
+
+    id: str
+    text: str
+    user_id: str = "eval"
+    kinds: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "user_id": self.user_id,
+                "kinds": list(self.kinds)}
+
+
+def _invalid(field: str, message: str, **extra: Any) -> InvalidInput:
+    return InvalidInput(message, details=[{"field": field, "message": message, **extra}])
+
+
+def parse_beir_queries(data: bytes) -> list[GoldenQuery]:
+    """``queries.jsonl``: one ``{"_id", "text"}`` object per line."""
+    queries = []
+    for number, line in enumerate(_text(data, "queries").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _invalid("queries", f"queries line {number}: not JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict) or "_id" not in obj or not isinstance(obj.get("text"), str):
+            raise _invalid("queries", f"queries line {number}: needs '_id' and 'text'")
+        queries.append(GoldenQuery(id=str(obj["_id"]), text=obj["text"]))
+    return queries
+
+
+def parse_beir_qrels(data: bytes) -> dict[str, dict[str, int]]:
+    """``qrels/<split>.tsv``: ``query-id  corpus-id  score``, header line optional."""
+    qrels: dict[str, dict[str, int]] = {}
+    for number, row in enumerate(csv.reader(io.StringIO(_text(data, "qrels")), delimiter="\t"),
+                                 1):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if number == 1 and row[-1].strip().lower() == "score":
+            continue
+        if len(row) != 3 or not row[2].strip().lstrip("-").isdigit():
+            raise _invalid("qrels", f"qrels line {number}: expected 'query-id<TAB>corpus-id"
+                                    "<TAB>integer score'")
+        qrels.setdefault(row[0].strip(), {})[row[1].strip()] = int(row[2])
+    return qrels
+
+
+def _text(data: bytes, field: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _invalid(field, f"{field} is not UTF-8") from exc
+
+
+def validate(engine: Engine, *, name: str, queries: list[GoldenQuery],
+             qrels: dict[str, dict[str, int]], sources: list[str]) -> None:
+    """Raise InvalidInput naming the field at the first problem; writes nothing."""
+    if not name.strip() or len(name) > 200:
+        raise _invalid("name", "name must be 1-200 characters")
+    if not queries:
+        raise _invalid("queries", "a golden set needs at least one query")
+    if len(queries) > MAX_QUERIES:
+        raise _invalid("queries", f"at most {MAX_QUERIES} queries per set")
+    seen: set[str] = set()
+    for index, query in enumerate(queries):
+        if not query.id or query.id in seen:
+            raise _invalid(f"queries.{index}.id", f"query id {query.id!r} is empty or repeated")
+        if not query.text.strip():
+            raise _invalid(f"queries.{index}.text", "query text must not be blank")
+        unknown_kinds = set(query.kinds) - set(KINDS)
+        if unknown_kinds:
+            raise _invalid(f"queries.{index}.kinds", f"unknown kinds {sorted(unknown_kinds)}")
+        seen.add(query.id)
+    for qid, judged in qrels.items():
+        if qid not in seen:
+            raise _invalid("qrels", f"judgments for unknown query id {qid!r}")
+        if any(not isinstance(g, int) or isinstance(g, bool) or g < 0 for g in judged.values()):
+            raise _invalid(f"qrels.{qid}", "grades must be integers >= 0")
+    unjudged = [q.id for q in queries if not any(g > 0 for g in qrels.get(q.id, {}).values())]
+    if unjudged:
+        raise _invalid("qrels", "every query needs at least one relevant document (grade > 0)",
+                       queries=unjudged[:20])
+    judged_ids = sorted({doc for judged in qrels.values() for doc in judged})
+    unknown = sorted(set(judged_ids) - _live_ids(engine, judged_ids, sources))
+    if unknown:
+        raise _invalid("qrels", f"{len(unknown)} judged document(s) are not in the live index",
+                       unknown_ids=unknown[:20])
+
+
+def _live_ids(engine: Engine, ids: list[str], sources: list[str]) -> set[str]:
+    found: set[str] = set()
+    with Session(engine) as session:
+        for start in range(0, len(ids), 500):
+            statement = select(DocumentRow.source_id).where(
+                col(DocumentRow.source_id).in_(ids[start:start + 500]),
+                DocumentRow.deleted == False)  # noqa: E712
+            if sources:
+                statement = statement.where(col(DocumentRow.source).in_(sources))
+            found.update(session.exec(statement))
+    return found
+
+
+def create_golden_set(engine: Engine, *, name: str, queries: list[GoldenQuery],
+                      qrels: dict[str, dict[str, int]], sources: list[str] | None = None,
+                      description: str = "", origin: str = "json") -> GoldenSetRow:
+    """Validate, then store the set in one transaction; 409 when the name is taken."""
+    sources = sorted(set(sources or []))
+    validate(engine, name=name, queries=queries, qrels=qrels, sources=sources)
+    row = GoldenSetRow(id=secrets.token_hex(8), name=name.strip(), description=description,
+                       origin=origin, sources=sources, queries=[q.as_json() for q in queries],
+                       qrels={q: dict(j) for q, j in qrels.items()})
+    try:
+        with session_scope(engine) as session:
+            if session.exec(select(GoldenSetRow).where(GoldenSetRow.name == row.name)).first():
+                raise Conflict(f"a golden set named {row.name!r} exists",
+                               details=[{"field": "name"}])
+            session.add(row)
+    except IntegrityError as exc:  # a concurrent create of the same name
+        raise Conflict(f"a golden set named {row.name!r} exists",
+                       details=[{"field": "name"}]) from exc
+    return row
+
+
+def list_golden_sets(engine: Engine) -> list[GoldenSetRow]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.exec(select(GoldenSetRow).order_by(col(GoldenSetRow.created_at))))
+
+
+def get_golden_set(engine: Engine, ref: str) -> GoldenSetRow:
+    """A set by id or by name, or NotFound."""
+    with Session(engine, expire_on_commit=False) as session:
+        row = session.get(GoldenSetRow, ref) or session.exec(
+            select(GoldenSetRow).where(GoldenSetRow.name == ref)).first()
+    if row is None:
+        raise NotFound(f"golden set {ref!r} not found")
+    return row
+
+
+def queries_of(row: GoldenSetRow) -> list[GoldenQuery]:
+    return [GoldenQuery(id=q["id"], text=q["text"], user_id=q.get("user_id") or "eval",
+                        kinds=tuple(q.get("kinds") or ())) for q in row.queries]
+
+
+def pin_baseline(engine: Engine, *, golden_set: str, run_id: str) -> GoldenSetRow:
+    """Make ``run_id`` (a run of this set) the baseline later runs are compared with."""
+    with session_scope(engine) as session:
+        row = session.get(GoldenSetRow, golden_set) or session.exec(
+            select(GoldenSetRow).where(GoldenSetRow.name == golden_set)).first()
+        if row is None:
+            raise NotFound(f"golden set {golden_set!r} not found")
+        run = session.get(EvalRunRow, run_id)
+        if run is None:
+            raise NotFound(f"eval run {run_id!r} not found")
+        if run.golden_set_id != row.id:
+            raise _invalid("run_id", f"run {run_id!r} is not a run of golden set {row.name!r}")
+        row.baseline_run_id = run.id
+        row.baseline_pinned_at = utcnow()
+        session.add(row)
+    return row
+
+
+def golden_set_json(row: GoldenSetRow, *, full: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": row.id, "name": row.name, "description": row.description, "origin": row.origin,
+        "created_at": iso(row.created_at), "sources": row.sources,
+        "queries": len(row.queries), "judgments": sum(len(j) for j in row.qrels.values()),
+        "baseline_run_id": row.baseline_run_id,
+        "baseline_pinned_at": iso(row.baseline_pinned_at) if row.baseline_pinned_at else None,
+    }
+    if full:
+        out["query_list"] = row.queries
+        out["qrels"] = row.qrels
+    return out
