@@ -143,11 +143,11 @@ class KeyPolicyIn(Strict):
     sources: list[SourceName] | None = Field(None, max_length=1000, description=(
         "Sources (connector names) this key may read; intersected with every request."))
     kinds: list[KindName] | None = Field(None, description="Kinds this key may read.")
-    rate_per_minute: int | None = Field(None, ge=1, le=1_000_000)
-    burst: int | None = Field(None, ge=1, le=100_000)
-    max_token_budget: int | None = Field(None, ge=1, le=10_000_000)
-    max_top_k: int | None = Field(None, ge=1, le=100_000)
-    max_request_bytes: int | None = Field(None, ge=1, le=1 << 30)
+    rate_per_minute: int | None = Field(None, ge=1, le=1_000_000, strict=True)
+    burst: int | None = Field(None, ge=1, le=100_000, strict=True)
+    max_token_budget: int | None = Field(None, ge=1, le=10_000_000, strict=True)
+    max_top_k: int | None = Field(None, ge=1, le=100_000, strict=True)
+    max_request_bytes: int | None = Field(None, ge=1, le=1 << 30, strict=True)
 
 
 class KeyCreateIn(Strict):
