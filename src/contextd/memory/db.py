@@ -41,6 +41,12 @@ def make_engine(url: str) -> Engine:
 
 MIGRATIONS = "contextd.memory:migrations"
 INITIAL_REVISION = "0001"
+# What the initial revision creates: a pre-migration database is completed up to exactly
+# this, so the later revisions then apply to it like to any other database.
+INITIAL_TABLES = frozenset({
+    "api_keys", "bundles_served", "connector_cursors", "cost_events", "documents",
+    "entity_facts", "feedback", "group_members", "interactions", "users",
+    "interaction_entities"})
 _MIGRATION_LOCK = 0x636F6E74  # PostgreSQL advisory lock key: one migrator across replicas
 
 
@@ -83,7 +89,8 @@ def _adopt_legacy(connection: Connection, config: Config) -> None:
     """A pre-migration database: create what the initial revision would, then stamp it."""
     log.warning("database has no migration history; adopting it at the initial revision",
                 extra={"event": "schema_adopt", "revision": INITIAL_REVISION})
-    SQLModel.metadata.create_all(connection)
+    initial = [t for name, t in SQLModel.metadata.tables.items() if name in INITIAL_TABLES]
+    SQLModel.metadata.create_all(connection, tables=initial)
     connection.commit()
     command.stamp(config, INITIAL_REVISION)
     connection.commit()
