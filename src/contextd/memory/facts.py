@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
 
@@ -139,16 +140,19 @@ def facts_for(engine: Engine, entity_keys: Sequence[str], *, principals: frozens
     if not keys:
         return []
     at = as_utc(as_of or utcnow())
-    rows: list[EntityFact] = []
-    with Session(engine) as session:
+    rows: list[Any] = []
+    facts = EntityFact.__table__.c  # type: ignore[attr-defined]
+    # Plain rows, not ORM objects: this runs inside every context request.
+    with engine.connect() as connection:
         for start in range(0, len(keys), _IN_CHUNK):
-            rows.extend(session.exec(
-                select(EntityFact)
-                .where(col(EntityFact.entity_key).in_(keys[start:start + _IN_CHUNK]),
-                       col(EntityFact.valid_from) <= at)
-                .order_by(col(EntityFact.entity_key), col(EntityFact.attribute),
-                          col(EntityFact.valid_from))))
-    timelines: dict[tuple[str, str], list[EntityFact]] = {}
+            rows.extend(connection.execute(
+                sa_select(facts.entity_key, facts.attribute, facts.value, facts.valid_from,
+                          facts.valid_to, facts.source, facts.source_id, facts.version,
+                          facts.acl)
+                .where(facts.entity_key.in_(keys[start:start + _IN_CHUNK]),
+                       facts.valid_from <= at)
+                .order_by(facts.entity_key, facts.attribute, facts.valid_from)))
+    timelines: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         if principals.isdisjoint(row.acl):
             continue  # fail closed: only what the user may see at its source
@@ -168,6 +172,6 @@ def facts_for(engine: Engine, entity_keys: Sequence[str], *, principals: frozens
     return found
 
 
-def _interval(fact: EntityFact) -> dict[str, str | None]:
+def _interval(fact: Any) -> dict[str, str | None]:
     return {"valid_from": iso(fact.valid_from),
             "valid_to": iso(fact.valid_to) if fact.valid_to is not None else None}

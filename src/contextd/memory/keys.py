@@ -196,7 +196,12 @@ def authenticate(engine: Engine, token: str, *, outage_grace: float = 0.0) -> Ap
 def _verified_row(engine: Engine, key_id: str, secret: str, failure: AuthenticationFailed
                   ) -> tuple[ApiKeyRow, ApiKeyPolicy | None]:
     with Session(engine, expire_on_commit=False) as session:
-        row = session.get(ApiKeyRow, key_id)
+        # One round trip for the key and its policy: this runs on every request.
+        found = session.exec(
+            select(ApiKeyRow, ApiKeyPolicy)
+            .outerjoin(ApiKeyPolicy, col(ApiKeyPolicy.key_id) == col(ApiKeyRow.id))
+            .where(col(ApiKeyRow.id) == key_id)).first()
+        row, policy = found if found is not None else (None, None)
         if row is None or row.revoked_at is not None:
             _LAST_GOOD.forget(engine, key_id)
             raise failure
@@ -212,7 +217,7 @@ def _verified_row(engine: Engine, key_id: str, secret: str, failure: Authenticat
             row.last_used_at = now
             session.add(row)
             session.commit()
-        return row, session.get(ApiKeyPolicy, key_id)
+        return row, policy
 
 
 
