@@ -24,7 +24,13 @@ from pydantic import Field, SecretStr
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
-from contextd.connectors.saas import SaasConfig, describe, owner_acl, settled_before
+from contextd.connectors.saas import (
+    SaasConfig,
+    describe,
+    owner_acl,
+    refetched,
+    settled_before,
+)
 from contextd.connectors.watermark import Watermark
 from contextd.core.errors import SourceError
 from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone, iso
@@ -235,21 +241,16 @@ class HubSpotConnector:
         """Re-read quarantined records by id; ids the search no longer finds are tombstones."""
         owners, teams = self._owners()
         by_type = {SPECS[t].singular: t for t in self.config.object_types}
-        records: list[SourceRecord] = []
-        failures: list[RecordFailure] = []
         wanted: dict[str, list[str]] = {}
+        requested: list[str] = []
         for source_id in source_ids:
             singular, _, ident = source_id.partition(":")
             if singular in by_type and ident.isdigit():
                 wanted.setdefault(by_type[singular], []).append(ident)
-        for object_type, ids in wanted.items():
-            for found, failed in self._by_ids(object_type, ids, owners, teams, set()):
-                records.extend(found)
-                failures.extend(failed)
-        seen = {r.source_id for r in records} | {f.source_id for f in failures}
-        gone = [Tombstone(self.name, f"{SPECS[t].singular}:{i}") for t, ids in wanted.items()
-                for i in ids if f"{SPECS[t].singular}:{i}" not in seen]
-        return Batch(records=records, tombstones=gone, failures=failures)
+                requested.append(source_id)
+        return refetched(self.name, requested, (
+            page for object_type, ids in wanted.items()
+            for page in self._by_ids(object_type, ids, owners, teams, set())))
 
     def close(self) -> None:
         self.http.close()

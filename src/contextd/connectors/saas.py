@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from contextd.connectors.base import ConnectorConfig
 from contextd.connectors.filesystem import valid_principals
 from contextd.connectors.http import RetryPolicy
-from contextd.core.types import utcnow
+from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone, utcnow
 
 
 class SaasConfig(ConnectorConfig):
@@ -32,6 +32,20 @@ class SaasConfig(ConnectorConfig):
 def settled_before(config: SaasConfig) -> datetime:
     """The latest time a persisted watermark may hold for a pull starting now."""
     return utcnow() - timedelta(seconds=config.settle_seconds)
+
+
+def refetched(name: str, requested: Sequence[str],
+              pages: Iterable[tuple[list[SourceRecord], list[RecordFailure]]]) -> Batch:
+    """A ``fetch`` answer: the records and failures read again by id, and a tombstone for
+    each requested id the source no longer returns (deleted or archived there)."""
+    records: list[SourceRecord] = []
+    failures: list[RecordFailure] = []
+    for found, failed in pages:
+        records.extend(found)
+        failures.extend(failed)
+    seen = {r.source_id for r in records} | {f.source_id for f in failures}
+    gone = [Tombstone(name, source_id) for source_id in requested if source_id not in seen]
+    return Batch(records=records, tombstones=gone, failures=failures)
 
 
 def group_name(name: str) -> str:

@@ -22,7 +22,13 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
-from contextd.connectors.saas import SaasConfig, describe, owner_acl, settled_before
+from contextd.connectors.saas import (
+    SaasConfig,
+    describe,
+    owner_acl,
+    refetched,
+    settled_before,
+)
 from contextd.connectors.watermark import Watermark
 from contextd.core.errors import SourceAuthError, SourceError
 from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
@@ -265,20 +271,15 @@ class SalesforceConnector:
         owners = self._owners()
         by_prefix = {s.lower(): s for s in self.config.objects}
         wanted: dict[str, list[str]] = {}
+        requested: list[str] = []
         for source_id in source_ids:
             prefix, _, ident = source_id.partition(":")
             if prefix in by_prefix and _ID.match(ident):
                 wanted.setdefault(by_prefix[prefix], []).append(ident)
-        records: list[SourceRecord] = []
-        failures: list[RecordFailure] = []
-        for sobject, ids in wanted.items():
-            for found, failed in self._by_ids(sobject, ids, owners, set()):
-                records.extend(found)
-                failures.extend(failed)
-        seen = {r.source_id for r in records} | {f.source_id for f in failures}
-        gone = [Tombstone(self.name, f"{s.lower()}:{i}") for s, ids in wanted.items()
-                for i in ids if f"{s.lower()}:{i}" not in seen]
-        return Batch(records=records, tombstones=gone, failures=failures)
+                requested.append(source_id)
+        return refetched(self.name, requested, (
+            page for sobject, ids in wanted.items()
+            for page in self._by_ids(sobject, ids, owners, set())))
 
     def close(self) -> None:
         self.http.close()

@@ -17,6 +17,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -53,12 +54,35 @@ class KeyPolicy:
                                details=[{"field": "sources"}])
         if self.kinds is not None and not self.kinds <= set(KINDS):
             raise InvalidInput(f"kinds must be among {list(KINDS)}", details=[{"field": "kinds"}])
-        for name in ("rate_per_minute", "burst", "max_token_budget", "max_top_k",
-                     "max_request_bytes"):
+        for name in _LIMITS:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InvalidInput(f"{name} must be >= 1", details=[{"field": name}])
         return self
+
+    @classmethod
+    def of(cls, fields: object | None) -> KeyPolicy:
+        """From anything holding the policy's fields with lists for sets (a stored row, a
+        request body); None is the empty policy."""
+        if fields is None:
+            return cls()
+        values = {name: getattr(fields, name) for name in _LIMITS}
+        for name in _SETS:
+            listed = getattr(fields, name)
+            values[name] = None if listed is None else frozenset(listed)
+        return cls(**values)
+
+    def as_lists(self) -> dict[str, Any]:
+        """The fields with sets as sorted lists: the stored and the API form."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in _LIMITS}
+        for name in _SETS:
+            members = getattr(self, name)
+            values[name] = None if members is None else sorted(members)
+        return values
+
+
+_SETS = ("sources", "kinds")
+_LIMITS = ("rate_per_minute", "burst", "max_token_budget", "max_top_k", "max_request_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,24 +106,8 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _policy(row: ApiKeyPolicy | None) -> KeyPolicy:
-    if row is None:
-        return KeyPolicy()
-    return KeyPolicy(
-        sources=None if row.sources is None else frozenset(row.sources),
-        kinds=None if row.kinds is None else frozenset(row.kinds),
-        rate_per_minute=row.rate_per_minute, burst=row.burst,
-        max_token_budget=row.max_token_budget, max_top_k=row.max_top_k,
-        max_request_bytes=row.max_request_bytes)
-
-
 def _policy_row(key_id: str, policy: KeyPolicy) -> ApiKeyPolicy:
-    return ApiKeyPolicy(
-        key_id=key_id, sources=None if policy.sources is None else sorted(policy.sources),
-        kinds=None if policy.kinds is None else sorted(policy.kinds),
-        rate_per_minute=policy.rate_per_minute, burst=policy.burst,
-        max_token_budget=policy.max_token_budget, max_top_k=policy.max_top_k,
-        max_request_bytes=policy.max_request_bytes)
+    return ApiKeyPolicy(key_id=key_id, **policy.as_lists())
 
 
 def _public(row: ApiKeyRow, policy: ApiKeyPolicy | None = None) -> ApiKey:
@@ -107,7 +115,7 @@ def _public(row: ApiKeyRow, policy: ApiKeyPolicy | None = None) -> ApiKey:
         return None if value is None else as_utc(value)
 
     return ApiKey(row.id, row.name, row.role, as_utc(row.created_at), utc(row.last_used_at),
-                  utc(row.revoked_at), _policy(policy))
+                  utc(row.revoked_at), KeyPolicy.of(policy))
 
 
 def _new_secret(key_id: str) -> tuple[str, str]:

@@ -34,30 +34,10 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 KeyId = Annotated[str, Path(min_length=1, max_length=32)]
 
 
-def _policy_in(body: KeyPolicyIn | None) -> KeyPolicy:
-    if body is None:
-        return KeyPolicy()
-    return KeyPolicy(
-        sources=None if body.sources is None else frozenset(body.sources),
-        kinds=None if body.kinds is None else frozenset(body.kinds),
-        rate_per_minute=body.rate_per_minute, burst=body.burst,
-        max_token_budget=body.max_token_budget, max_top_k=body.max_top_k,
-        max_request_bytes=body.max_request_bytes)
-
-
-def _policy_out(policy: KeyPolicy) -> KeyPolicyOut:
-    return KeyPolicyOut(
-        sources=None if policy.sources is None else sorted(policy.sources),
-        kinds=None if policy.kinds is None else sorted(policy.kinds),
-        rate_per_minute=policy.rate_per_minute, burst=policy.burst,
-        max_token_budget=policy.max_token_budget, max_top_k=policy.max_top_k,
-        max_request_bytes=policy.max_request_bytes)
-
-
 def key_out(key: ApiKey) -> KeyOut:
     return KeyOut(id=key.id, name=key.name, role=key.role, created_at=key.created_at,
                   last_used_at=key.last_used_at, revoked_at=key.revoked_at,
-                  policy=_policy_out(key.policy))
+                  policy=KeyPolicyOut(**key.policy.as_lists()))
 
 
 def _audit(runtime: RuntimeDep, actor: ApiKey, action: str, key: ApiKey, **details: object
@@ -72,9 +52,9 @@ def _audit(runtime: RuntimeDep, actor: ApiKey, action: str, key: ApiKey, **detai
 def post_key(body: KeyCreateIn, runtime: RuntimeDep, admin: AdminKey) -> KeyCreatedOut:
     """Create a key; the response holds the full key, which is never shown again."""
     key, secret = create_key(runtime.engine, name=body.name, role=body.role,
-                             policy=_policy_in(body.policy))
+                             policy=KeyPolicy.of(body.policy))
     _audit(runtime, admin, "key.create", key,
-           policy=_policy_out(key.policy).model_dump(exclude_none=True))
+           policy=KeyPolicyOut(**key.policy.as_lists()).model_dump(exclude_none=True))
     return KeyCreatedOut(**key_out(key).model_dump(), key=secret)
 
 
@@ -109,7 +89,7 @@ def post_rotate(key_id: KeyId, runtime: RuntimeDep, admin: AdminKey) -> KeyRotat
 def put_policy(key_id: KeyId, body: KeyPolicyIn, runtime: RuntimeDep,
                admin: AdminKey) -> KeyOut:
     """Replace the key's scope and limits; its next request is held to them."""
-    key = set_policy(runtime.engine, key_id=key_id, policy=_policy_in(body))
+    key = set_policy(runtime.engine, key_id=key_id, policy=KeyPolicy.of(body))
     _audit(runtime, admin, "key.policy", key,
-           policy=_policy_out(key.policy).model_dump(exclude_none=True))
+           policy=KeyPolicyOut(**key.policy.as_lists()).model_dump(exclude_none=True))
     return key_out(key)
