@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,9 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import create_engine, text
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# CONTEXTD_TEST_PG points the suite at another server (its database is only used to connect).
+ADMIN_URL = os.environ.get("CONTEXTD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"
+                           ).replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def _admin():  # type: ignore[no-untyped-def]
@@ -28,7 +31,7 @@ def scratch_database(prefix: str = "ctx3a") -> Iterator[str]:
         admin.dispose()
         pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required: {exc}")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        yield f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

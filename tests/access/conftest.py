@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from contextd.core.logging import configure_logging
 from contextd.memory.db import create_schema, make_engine
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.pg import scratch_database
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,16 +23,8 @@ def _json_logs_on_the_session_stream() -> None:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, uniquely named database on the local PostgreSQL, dropped afterwards."""
-    name = f"ctxd_access_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database("ctxd_access") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

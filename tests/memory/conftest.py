@@ -3,8 +3,6 @@ machine (127.0.0.1:5432), in a database created for the test and dropped after i
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,27 +12,14 @@ import pytest
 from contextd.core.types import SourceRecord
 from contextd.runtime import Runtime
 from tests.conftest import LiveServer
-
-PG_ADMIN_URL = os.environ.get("CONTEXTD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_admin(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+from tests.pg import scratch_database
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped (connections and all) after the test."""
-    name = f"contextd_i5_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("contextd_i5") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
