@@ -1,4 +1,5 @@
-"""Helpers for connector tests: drain a pull, index what it yielded, bump a file's mtime."""
+"""Helpers for connector tests: drain a pull, index what it yielded, bump a file's mtime,
+read what a user is served."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from contextd.connectors.base import Connector
-from contextd.core.types import Batch, RecordFailure, SourceRecord
+from contextd.core.types import AccessScope, Batch, RecordFailure, SourceRecord
+from contextd.retrieval.schemas import ContextQuery
+from contextd.runtime import Runtime
 from tests.conftest import SAMPLE_DATA
 
 MANIFEST = {c["name"]: c for c in json.loads((SAMPLE_DATA / "connectors.json").read_text())}
@@ -38,3 +41,11 @@ def tombstones(batches: list[Batch]) -> list[str]:
 def touch(path: Path, seconds: int = 1_900_000_000) -> None:
     """Give a file an mtime no earlier write could have, so the change is always seen."""
     os.utime(path, ns=(seconds * 10**9, seconds * 10**9))
+
+
+def served(runtime: Runtime, query: str, *principals: str) -> str:
+    """The text of every item a user with ``principals`` is served for ``query``."""
+    bundle = runtime.retriever.bundle(
+        ContextQuery(query=query, user_id="t", top_k=50, token_budget=20000),
+        AccessScope(frozenset({"public", *principals})))
+    return "\n".join(i.text for i in bundle.items)

@@ -19,13 +19,11 @@ from contextd.connectors.hubspot import HubSpotConnector
 from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError, SourceError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
-from contextd.core.types import AccessScope
 from contextd.ingest.sync import run_sync
 from contextd.memory.documents import live_source_ids
-from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
 from tests.connectors.fake_saas import FakeHubSpot, Fault
-from tests.connectors.helpers import pull_all, records, tombstones
+from tests.connectors.helpers import pull_all, records, served, tombstones
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FAST_RETRY = {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.2}
@@ -55,13 +53,6 @@ def hubspot() -> Iterator[FakeHubSpot]:
 def config(api: FakeHubSpot, **overrides: Any) -> dict[str, Any]:
     return {"access_token": api.token, "base_url": api.base_url, "page_size": 2,
             "retry": FAST_RETRY, **overrides}
-
-
-def served(runtime: Runtime, query: str, *principals: str) -> str:
-    bundle = runtime.retriever.bundle(
-        ContextQuery(query=query, user_id="t", top_k=50, token_budget=20000),
-        AccessScope(frozenset({"public", *principals})))
-    return "\n".join(i.text for i in bundle.items)
 
 
 def test_records_acls_and_paging(hubspot: FakeHubSpot) -> None:

@@ -19,13 +19,12 @@ import pytest
 from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
-from contextd.core.types import AccessScope, Batch
+from contextd.core.types import Batch
 from contextd.ingest.sync import run_sync
 from contextd.memory.documents import live_source_ids
-from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
 from tests.connectors.fake_saas import FakeSalesforce, Fault
-from tests.connectors.helpers import pull_all, records, tombstones
+from tests.connectors.helpers import pull_all, records, served, tombstones
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FAST_RETRY = {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.2}
@@ -56,13 +55,6 @@ def salesforce() -> Iterator[FakeSalesforce]:
 def config(api: FakeSalesforce, **overrides: Any) -> dict[str, Any]:
     return {"instance_url": api.base_url, "access_token": api.token, "batch_size": 2,
             "retry": FAST_RETRY, **overrides}
-
-
-def served(runtime: Runtime, query: str, *principals: str) -> str:
-    bundle = runtime.retriever.bundle(
-        ContextQuery(query=query, user_id="t", top_k=50, token_budget=20000),
-        AccessScope(frozenset({"public", *principals})))
-    return "\n".join(i.text for i in bundle.items)
 
 
 def test_records_acls_paging_and_the_soql_sent(salesforce: FakeSalesforce) -> None:
