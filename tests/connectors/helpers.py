@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from contextd.connectors.base import Connector
 from contextd.core.types import AccessScope, Batch, RecordFailure, SourceRecord
@@ -49,3 +49,27 @@ def served(runtime: Runtime, query: str, *principals: str) -> str:
         ContextQuery(query=query, user_id="t", top_k=50, token_budget=20000),
         AccessScope(frozenset({"public", *principals})))
     return "\n".join(i.text for i in bundle.items)
+
+
+class CrashedMidSync(Exception):
+    """What a connector made by :func:`crashing_after` raises in place of its next batch."""
+
+
+class _CrashingAfter:
+    def __init__(self, connector: Connector, batches: int) -> None:
+        self._connector = connector
+        self._batches = batches
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connector, name)
+
+    def pull(self, cursor: Mapping[str, Any] | None) -> Iterator[Batch]:
+        for number, batch in enumerate(self._connector.pull(cursor)):
+            if number == self._batches:
+                raise CrashedMidSync
+            yield batch
+
+
+def crashing_after(connector: Connector, batches: int) -> Connector:
+    """The real connector, crashing after ``batches`` checkpointed batches (a killed sync)."""
+    return cast(Connector, _CrashingAfter(connector, batches))

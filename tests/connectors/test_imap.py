@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -13,13 +13,19 @@ from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError, SourceError
 from contextd.core.settings import Settings
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
-from contextd.core.types import AccessScope, Batch
 from contextd.ingest.sync import run_sync
 from contextd.memory.documents import live_source_ids
-from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
 from tests.connectors.conftest import BOB, ERIN, USERS
-from tests.connectors.helpers import failures, pull_all, records, tombstones
+from tests.connectors.helpers import (
+    CrashedMidSync,
+    crashing_after,
+    failures,
+    pull_all,
+    records,
+    served,
+    tombstones,
+)
 from tests.connectors.imap_server import DovecotServer
 
 
@@ -194,13 +200,6 @@ def test_bad_config_names_the_field() -> None:
     assert {d["field"] for d in caught.value.details} == {"config.port", "config.folders"}
 
 
-def texts(runtime: Runtime, query: str, *principals: str) -> str:
-    bundle = runtime.retriever.bundle(
-        ContextQuery(query=query, user_id="t", top_k=50, token_budget=20000),
-        AccessScope(frozenset({"public", *principals})))
-    return "\n".join(i.text for i in bundle.items)
-
-
 def test_run_sync_serves_mail_to_its_recipients_and_resumes_after_a_crash(
         dovecot: DovecotServer, mailbox: str, make_runtime: Callable[..., Runtime]) -> None:
     runtime = make_runtime()
@@ -214,28 +213,8 @@ def test_run_sync_serves_mail_to_its_recipients_and_resumes_after_a_crash(
         dovecot.deliver(ERIN, message(f"r{n}", f"Note {n}", body), mailbox)
     connector = build_connector("mail", "imap", config(dovecot, mailbox, batch_size=2))
 
-    class Crash(Exception):
-        pass
-
-    class CrashesAfterTwoBatches:
-        """The real connector, killed after its second checkpointed batch."""
-
-        kind, name = connector.kind, connector.name
-
-        def pull(self, cursor: Any) -> Iterator[Batch]:
-            for number, batch in enumerate(connector.pull(cursor)):
-                if number == 2:
-                    raise Crash
-                yield batch
-
-        def list_ids(self) -> set[str]:
-            return connector.list_ids()
-
-        def check(self) -> None:
-            connector.check()
-
-    with pytest.raises(Crash):
-        run_sync(CrashesAfterTwoBatches(), ingestor=runtime.ingestor,  # type: ignore[arg-type]
+    with pytest.raises(CrashedMidSync):
+        run_sync(crashing_after(connector, batches=2), ingestor=runtime.ingestor,
                  engine=runtime.engine)
     assert len(live_source_ids(runtime.engine, source="mail")) == 4
     embedded_before = runtime.store.count(source="mail")
@@ -243,15 +222,15 @@ def test_run_sync_serves_mail_to_its_recipients_and_resumes_after_a_crash(
     assert resumed.stats.records == 2  # only what the crash left, nothing twice
     assert live_source_ids(runtime.engine, source="mail") == {mid(f"r{n}") for n in range(6)}
     assert runtime.store.count(source="mail") == embedded_before + resumed.stats.chunks_embedded
-    assert bodies[5] in texts(runtime, "autonomous forklift fleet pilot", f"user:{ERIN}")
-    assert bodies[5] not in texts(runtime, "autonomous forklift fleet pilot", f"user:{BOB}")
+    assert bodies[5] in served(runtime, "autonomous forklift fleet pilot", f"user:{ERIN}")
+    assert bodies[5] not in served(runtime, "autonomous forklift fleet pilot", f"user:{BOB}")
 
     dovecot.deliver(ERIN, message("r6", "Note 6", "Order 6: lidar upgrade kits."), mailbox)
     dovecot.expunge(ERIN, "<r0@acme.example>", mailbox)
     third = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     assert third.stats.records == 1 and third.stats.deleted == 1
-    assert "Order 6: lidar upgrade kits." in texts(runtime, "lidar upgrade kits", f"user:{ERIN}")
-    assert bodies[0] not in texts(runtime, "Helix picking robots Lyon", f"user:{ERIN}")
+    assert "Order 6: lidar upgrade kits." in served(runtime, "lidar upgrade kits", f"user:{ERIN}")
+    assert bodies[0] not in served(runtime, "Helix picking robots Lyon", f"user:{ERIN}")
     again = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     assert again.stats.records == 0 and again.stats.chunks_embedded == 0
 

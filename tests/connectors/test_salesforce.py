@@ -19,12 +19,18 @@ import pytest
 from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
-from contextd.core.types import Batch
 from contextd.ingest.sync import run_sync
 from contextd.memory.documents import live_source_ids
 from contextd.runtime import Runtime
 from tests.connectors.fake_saas import FakeSalesforce, Fault
-from tests.connectors.helpers import pull_all, records, served, tombstones
+from tests.connectors.helpers import (
+    CrashedMidSync,
+    crashing_after,
+    pull_all,
+    records,
+    served,
+    tombstones,
+)
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 FAST_RETRY = {"initial_backoff_seconds": 0.05, "max_backoff_seconds": 0.2}
@@ -188,23 +194,8 @@ def test_a_crash_mid_sync_resumes_with_every_record_once(salesforce: FakeSalesfo
                        OwnerId=BOB)
     connector = build_connector("sf", "salesforce", config(salesforce, objects=["Account"]))
 
-    class Killed(Exception):
-        pass
-
-    class KilledAfterTwoBatches:
-        kind, name = connector.kind, connector.name
-
-        def pull(self, cursor: Any) -> Iterator[Batch]:
-            for number, batch in enumerate(connector.pull(cursor)):
-                if number == 2:
-                    raise Killed
-                yield batch
-
-        def list_ids(self) -> set[str]:
-            return connector.list_ids()
-
-    with pytest.raises(Killed):
-        run_sync(KilledAfterTwoBatches(), ingestor=runtime.ingestor,  # type: ignore[arg-type]
+    with pytest.raises(CrashedMidSync):
+        run_sync(crashing_after(connector, batches=2), ingestor=runtime.ingestor,
                  engine=runtime.engine)
     done = live_source_ids(runtime.engine, source="sf")
     assert len(done) == 3  # server page of 3, checkpoints after 2 and after 1
