@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from contextd.memory.db import create_schema, make_engine
 
 # CONTEXTD_TEST_PG points the suite at another server (its database is only used to connect).
 ADMIN_URL = os.environ.get("CONTEXTD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"
@@ -36,3 +40,18 @@ def scratch_database(prefix: str = "ctx3a") -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def service_engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
+    """The service's own engine and schema on ``backend``: ``sqlite`` (a file in
+    ``tmp_path``) or ``postgresql`` (a scratch database); disposed afterwards."""
+    with ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'contextd.db'}" if backend == "sqlite"
+               else stack.enter_context(scratch_database()))
+        engine = make_engine(url)
+        try:
+            create_schema(engine)
+            yield engine
+        finally:
+            engine.dispose()

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from contextd.core.logging import configure_logging
-from contextd.memory.db import create_schema, make_engine
-from tests.pg import scratch_database
+from tests.pg import service_engine
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,25 +19,8 @@ def _json_logs_on_the_session_stream() -> None:
     configure_logging("INFO")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, uniquely named database on the local PostgreSQL, dropped afterwards."""
-    with scratch_database("ctxd_access") as url:
-        yield url
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """The service's engine on both supported databases."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'access.db'}"
-        engine = make_engine(url)
-        create_schema(engine)
+    with service_engine(request.param, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    pg = request.getfixturevalue("pg_url")
-    engine = make_engine(pg)
-    create_schema(engine)
-    yield engine
-    engine.dispose()

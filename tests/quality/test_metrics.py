@@ -10,27 +10,15 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from contextd.memory.db import create_schema, make_engine
 from contextd.quality.metrics import quality_snapshot, quality_timeseries
-from tests.pg import scratch_database
+from tests.pg import service_engine
 from tests.quality.seed import END, EXPECTED, START, seed
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
-        create_schema(eng)
-        yield eng
-        eng.dispose()
-        return
-    with scratch_database("ctx6") as url:
-        eng = make_engine(url)
-        try:
-            create_schema(eng)
-            yield eng
-        finally:
-            eng.dispose()
+    with service_engine(request.param, tmp_path) as engine:
+        yield engine
 
 
 def check(snapshot: dict[str, Any]) -> None:

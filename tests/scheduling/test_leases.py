@@ -12,25 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from contextd.memory.db import create_schema, make_engine
 from contextd.memory.leases import try_acquire
 from tests.conftest import REPO
-from tests.pg import scratch_database
+from tests.pg import service_engine
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'lease.db'}")
-        create_schema(eng)
-        yield eng
-        eng.dispose()
-        return
-    with scratch_database() as url:
-        eng = make_engine(url)
-        create_schema(eng)
-        yield eng
-        eng.dispose()
+    with service_engine(request.param, tmp_path) as engine:
+        yield engine
 
 
 def test_second_holder_is_refused_until_release(engine: Engine) -> None:
