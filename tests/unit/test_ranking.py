@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +62,43 @@ def test_near_duplicates_keep_the_best() -> None:
     c = cand("c", 0.7, dense=[0.0, 1.0])
     kept = drop_near_duplicates([a, b, c], threshold=0.97)
     assert [k.hit.id for k in kept] == ["a", "c"]
+
+
+def _greedy_reference(cands: list[Candidate], threshold: float) -> list[str]:
+    """The definition, pair by pair: drop a candidate close to any better one kept
+    (cosines in float32, as the implementation computes them)."""
+    kept: list[Candidate] = []
+    for c in cands:
+        if any(k.hit.dense is not None and c.hit.dense is not None
+               and float(np.dot(np.float32(k.hit.dense), np.float32(c.hit.dense))) >= threshold
+               for k in kept):
+            continue
+        kept.append(c)
+    return [k.hit.id for k in kept]
+
+
+def test_near_duplicate_chain_drops_only_what_is_close_to_a_kept_one() -> None:
+    # b is close to a, c is close to b but not to a: b goes, c stays (b was not kept).
+    a = cand("a", 0.9, dense=[1.0, 0.0])
+    b = cand("b", 0.8, dense=[0.985, 0.1726])
+    c = cand("c", 0.7, dense=[0.9397, 0.342])
+    kept = drop_near_duplicates([a, b, c], threshold=0.98)
+    assert [k.hit.id for k in kept] == _greedy_reference([a, b, c], 0.98) == ["a", "c"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.floats(-0.3, 0.3), st.booleans()),
+                min_size=0, max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_near_duplicates_match_the_pairwise_definition(
+        spec: list[tuple[int, float, bool]]) -> None:
+    # Points on a few clusters of the unit circle; some without a vector.
+    cands = []
+    for i, (cluster, jitter, has_vector) in enumerate(spec):
+        angle = cluster + jitter
+        dense = [math.cos(angle), math.sin(angle)] if has_vector else None
+        cands.append(cand(f"c{i}", 1.0 - i / 100, dense=dense))
+    kept = drop_near_duplicates(cands, threshold=0.97)
+    assert [k.hit.id for k in kept] == _greedy_reference(cands, 0.97)
 
 
 @given(st.lists(st.text(min_size=0, max_size=400), min_size=0, max_size=25),

@@ -28,7 +28,8 @@ from contextd.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer ctxd_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI would run a plain function on its thread pool, a hop per request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

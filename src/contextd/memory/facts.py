@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
@@ -131,6 +132,20 @@ def close_facts(engine: Engine, tombstones: Iterable[Tombstone], at: datetime | 
                          .values(valid_to=at))
 
 
+def _facts_of() -> Any:
+    """Facts of ``:keys`` begun by ``:at``, as plain rows (not ORM objects), in timeline
+    order. Built once: this runs inside every context request."""
+    facts = EntityFact.__table__.c  # type: ignore[attr-defined]
+    return (sa_select(facts.entity_key, facts.attribute, facts.value, facts.valid_from,
+                      facts.valid_to, facts.source, facts.source_id, facts.version, facts.acl)
+            .where(facts.entity_key.in_(bindparam("keys", expanding=True)),
+                   facts.valid_from <= bindparam("at"))
+            .order_by(facts.entity_key, facts.attribute, facts.valid_from))
+
+
+_FACTS_OF = _facts_of()
+
+
 def facts_for(engine: Engine, entity_keys: Sequence[str], *, principals: frozenset[str],
               as_of: datetime | None = None, history: bool = False) -> list[dict[str, Any]]:
     """The facts valid at ``as_of`` (default now) for ``entity_keys`` that ``principals``
@@ -141,17 +156,10 @@ def facts_for(engine: Engine, entity_keys: Sequence[str], *, principals: frozens
         return []
     at = as_utc(as_of or utcnow())
     rows: list[Any] = []
-    facts = EntityFact.__table__.c  # type: ignore[attr-defined]
-    # Plain rows, not ORM objects: this runs inside every context request.
     with engine.connect() as connection:
         for start in range(0, len(keys), _IN_CHUNK):
             rows.extend(connection.execute(
-                sa_select(facts.entity_key, facts.attribute, facts.value, facts.valid_from,
-                          facts.valid_to, facts.source, facts.source_id, facts.version,
-                          facts.acl)
-                .where(facts.entity_key.in_(keys[start:start + _IN_CHUNK]),
-                       facts.valid_from <= at)
-                .order_by(facts.entity_key, facts.attribute, facts.valid_from)))
+                _FACTS_OF, {"keys": keys[start:start + _IN_CHUNK], "at": at}))
     timelines: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         if principals.isdisjoint(row.acl):

@@ -15,10 +15,13 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
@@ -110,7 +113,8 @@ def _policy_row(key_id: str, policy: KeyPolicy) -> ApiKeyPolicy:
     return ApiKeyPolicy(key_id=key_id, **policy.as_lists())
 
 
-def _public(row: ApiKeyRow, policy: ApiKeyPolicy | None = None) -> ApiKey:
+def _public(row: Any, policy: object | None = None) -> ApiKey:
+    """The service's view of a key row (ORM object or plain row) and its policy fields."""
     def utc(value: datetime | None) -> datetime | None:
         return None if value is None else as_utc(value)
 
@@ -188,7 +192,7 @@ def authenticate(engine: Engine, token: str, *, outage_grace: float = 0.0) -> Ap
     if not key_id or not secret:
         raise failure
     try:
-        row, policy = _verified_row(engine, key_id, secret, failure)
+        key = _verified_key(engine, key_id, secret, failure)
     except OperationalError:
         recent = _LAST_GOOD.recall(engine, key_id, outage_grace)
         if recent is None or not hmac.compare_digest(recent[0], _hash(secret)):
@@ -196,37 +200,49 @@ def authenticate(engine: Engine, token: str, *, outage_grace: float = 0.0) -> Ap
         log.warning("database unreachable; accepting a key verified moments ago",
                     extra={"event": "auth_last_known_good", "key_id": key_id})
         return recent[1]
-    key = _public(row, policy)
     _LAST_GOOD.remember(engine, key_id, (_hash(secret), key))  # the current or a retired one
     return key
 
 
-def _verified_row(engine: Engine, key_id: str, secret: str, failure: AuthenticationFailed
-                  ) -> tuple[ApiKeyRow, ApiKeyPolicy | None]:
-    with Session(engine, expire_on_commit=False) as session:
-        # One round trip for the key and its policy: this runs on every request.
-        found = session.exec(
-            select(ApiKeyRow, ApiKeyPolicy)
-            .outerjoin(ApiKeyPolicy, col(ApiKeyPolicy.key_id) == col(ApiKeyRow.id))
-            .where(col(ApiKeyRow.id) == key_id)).first()
-        row, policy = found if found is not None else (None, None)
+_KEYS: Any = ApiKeyRow.__table__  # type: ignore[attr-defined]
+_POLICIES: Any = ApiKeyPolicy.__table__  # type: ignore[attr-defined]
+# Built once: constructing a statement costs several times more than running it, and
+# these run on every request. The key and its policy come in one round trip.
+_KEY_LOOKUP = (
+    sa_select(_KEYS.c.id, _KEYS.c.name, _KEYS.c.role, _KEYS.c.secret_hash, _KEYS.c.created_at,
+              _KEYS.c.last_used_at, _KEYS.c.revoked_at,
+              _POLICIES.c.key_id.label("policy_key_id"),
+              *(_POLICIES.c[name] for name in (*_SETS, *_LIMITS)))
+    .outerjoin_from(_KEYS, _POLICIES, _POLICIES.c.key_id == _KEYS.c.id)
+    .where(_KEYS.c.id == bindparam("key_id")))
+_TOUCH = (sa_update(_KEYS).where(_KEYS.c.id == bindparam("key_id"))
+          .values(last_used_at=bindparam("now")))
+
+
+def _verified_key(engine: Engine, key_id: str, secret: str,
+                  failure: AuthenticationFailed) -> ApiKey:
+    """The active key ``key_id`` whose current (or retired, within grace) secret is
+    ``secret``; else ``failure``. Marks it used at most once per minute."""
+    with engine.connect() as connection:
+        row = connection.execute(_KEY_LOOKUP, {"key_id": key_id}).first()
         if row is None or row.revoked_at is not None:
             _LAST_GOOD.forget(engine, key_id)
             raise failure
         now = utcnow()
         presented = _hash(secret)
         if not hmac.compare_digest(row.secret_hash, presented):
-            retired = session.get(RetiredKeySecret, presented)
+            with Session(engine) as session:
+                retired = session.get(RetiredKeySecret, presented)
             if (retired is None or retired.key_id != key_id
                     or as_utc(retired.valid_until) <= now):
                 raise failure
+        key = _public(row, row if row.policy_key_id is not None else None)
         last = row.last_used_at
         if last is None or now - as_utc(last) > _LAST_USED_RESOLUTION:
-            row.last_used_at = now
-            session.add(row)
-            session.commit()
-        return row, policy
-
+            connection.execute(_TOUCH, {"key_id": key_id, "now": now})
+            connection.commit()
+            key = replace(key, last_used_at=now)
+        return key
 
 
 def list_keys(engine: Engine) -> list[ApiKey]:

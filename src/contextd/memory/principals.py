@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
+from sqlalchemy import bindparam, literal
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
@@ -94,19 +97,28 @@ def effective_principals(engine: Engine, *, user_id: str,
     return principals
 
 
+def _reachable_groups() -> Any:
+    """Every group reachable from ``:member`` within ``MAX_GROUP_DEPTH`` hops, as one
+    recursive query: one round trip however deep the nesting. UNION drops repeated
+    (group, depth) rows and the depth bound ends cycles. Built once, run per request."""
+    edges = GroupMember.__table__.c  # type: ignore[attr-defined]
+    reach = (sa_select(edges.group_id, literal(1).label("depth"))
+             .where(edges.member == bindparam("member"))
+             .cte("reach", recursive=True))
+    reach = reach.union(
+        sa_select(edges.group_id, (reach.c.depth + 1).label("depth"))
+        .join(reach, edges.member == literal("group:") + reach.c.group_id)
+        .where(reach.c.depth < MAX_GROUP_DEPTH))
+    return sa_select(reach.c.group_id).distinct()
+
+
+_REACHABLE_GROUPS = _reachable_groups()
+
+
 def _resolve(engine: Engine, user_id: str) -> frozenset[str]:
-    principals = {PUBLIC, f"user:{user_id}"}
-    frontier = {f"user:{user_id}"}
-    with Session(engine) as session:
-        for _ in range(MAX_GROUP_DEPTH):
-            if not frontier:
-                break
-            rows = session.exec(select(GroupMember.group_id).where(
-                col(GroupMember.member).in_(sorted(frontier))))
-            groups = {f"group:{g}" for g in rows} - principals
-            principals |= groups
-            frontier = groups
-    return frozenset(principals)
+    with engine.connect() as connection:
+        groups = connection.execute(_REACHABLE_GROUPS, {"member": f"user:{user_id}"}).scalars()
+        return frozenset({PUBLIC, f"user:{user_id}", *(f"group:{g}" for g in groups)})
 
 
 def replace_memberships(engine: Engine, *, origin: str,

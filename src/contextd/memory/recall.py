@@ -93,7 +93,15 @@ class MemoryRecall:
 
     def facts(self, entity_keys: Sequence[str], *, principals: frozenset[str],
               as_of: datetime | None, history: bool) -> list[dict[str, Any]]:
-        """Facts valid at ``as_of`` (now by default) for ``entity_keys``, access-checked."""
+        """Facts valid at ``as_of`` (now by default) for ``entity_keys``, access-checked.
+
+        Facts are only recorded for the entity types with tracked attributes
+        (``fact_attributes``: ``deal:...``, ``account:...``), so keys of other types, such as
+        a document's ``<source>:<id>``, are not looked up: most bundles need no query."""
+        tracked = self.settings.fact_attributes
+        entity_keys = [k for k in entity_keys if k.partition(":")[0] in tracked]
+        if not entity_keys:
+            return []
         try:
             facts = facts_for(self.engine, entity_keys, principals=principals, as_of=as_of,
                               history=history)

@@ -66,13 +66,20 @@ def supersede(candidates: list[Candidate]) -> list[Candidate]:
 
 
 def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> list[Candidate]:
-    """Keep the best of each group of chunks whose dense cosine is >= ``threshold``."""
-    with_vectors = [i for i, c in enumerate(candidates) if c.hit.dense is not None]
-    sims = np.zeros((0, 0), dtype=np.float32)
-    row = {index: n for n, index in enumerate(with_vectors)}
-    if with_vectors:
-        matrix = np.asarray([candidates[i].hit.dense for i in with_vectors], dtype=np.float32)
-        sims = matrix @ matrix.T  # all pairwise cosines at once (vectors are unit length)
+    """Keep the best of each group of chunks whose dense cosine is >= ``threshold``.
+
+    All pairwise cosines come from one matrix product (vectors are unit length); only a
+    candidate close to some better-ranked one needs the sequential check against those
+    kept, so the usual bundle with few near-duplicates is one pass without numpy calls.
+    """
+    rows = [n for n, c in enumerate(candidates) if c.hit.dense is not None]
+    row_of = dict(zip(rows, range(len(rows)), strict=True))
+    close = np.zeros((0, 0), dtype=bool)
+    suspect: set[int] = set()
+    if rows:
+        matrix = np.asarray([candidates[n].hit.dense for n in rows], dtype=np.float32)
+        close = np.triu(matrix @ matrix.T >= threshold, k=1)  # close[a, b]: a ranks above b
+        suspect = set(np.flatnonzero(close.any(axis=0)).tolist())
     kept: list[Candidate] = []
     kept_rows: list[int] = []
     seen_hashes: set[str] = set()
@@ -80,8 +87,8 @@ def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> l
         digest = cand.hit.payload.get("content_hash")
         if digest and digest in seen_hashes:
             continue
-        r = row.get(index)
-        if r is not None and kept_rows and float(sims[r, kept_rows].max()) >= threshold:
+        r = row_of.get(index)
+        if r is not None and r in suspect and kept_rows and close[kept_rows, r].any():
             continue
         kept.append(cand)
         if r is not None:

@@ -43,6 +43,18 @@ def _is_card(match: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
 
 
+def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+    """One pattern that finds a text any rule could match (most texts match none, so one
+    scan replaces one per rule). None when the rules cannot be joined faithfully: capture
+    groups would be renumbered, and inline global flags must lead the whole pattern."""
+    if not patterns or any(p.groups for p in patterns):
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns))
+    except re.error:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Rule:
     name: str
@@ -59,10 +71,13 @@ class Redactor:
             _Rule(name, re.compile(regex), _is_card if name == "card_number" and
                   regex == _CARD else None)
             for name, regex in rules.items())
+        self._any = _any_of([rule.pattern for rule in self.rules])
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """The masked text and the number of matches hidden per rule."""
         counts: dict[str, int] = {}
+        if self._any is not None and self._any.search(text) is None:
+            return text, counts
         for rule in self.rules:
             def mask(match: re.Match[str], rule: _Rule = rule) -> str:
                 if rule.accept is not None and not rule.accept(match.group(0)):

@@ -94,8 +94,9 @@ class Retriever:
     def _embed(self, query: ContextQuery, scope: ScopeSource, mode: SearchMode,
                timer: StageTimer) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
         """Query vectors and the resolved scope. The dense model runs on its own thread
-        while this one encodes BM25 and resolves the scope (a directory lookup), so those
-        cost no wall time; ``stages_ms`` shows them overlapping ``embed``."""
+        while this one encodes BM25, resolves the scope (a directory lookup) and counts the
+        query's model tokens, so those cost little wall time; ``stages_ms`` shows them
+        overlapping ``embed``."""
         with timer.stage("embed"):
             cpu_started = time.process_time()
             pending: Future[np.ndarray] | None = None
@@ -108,11 +109,11 @@ class Retriever:
                     dense = self.dense.encode_query(query.query)
             sparse = self.sparse.encode_query(query.query) if mode != "dense" else None
             resolved = scope() if callable(scope) else scope
+            embed_tokens = self.dense.count_tokens([query.query]) if mode != "sparse" else 0
             if pending is not None:
                 dense = pending.result()
             timer.cost["embed_cpu_seconds"] = time.process_time() - cpu_started
-            timer.cost["embed_tokens"] = self.dense.count_tokens([query.query]) if dense \
-                is not None else 0
+            timer.cost["embed_tokens"] = embed_tokens
         return dense, sparse, resolved
 
     def search(self, query: ContextQuery, scope: ScopeSource, *, limit: int,
