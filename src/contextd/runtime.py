@@ -70,7 +70,8 @@ class Runtime:
     def dense(self) -> DenseEncoder:
         return self.dense_encoder or SentenceTransformerEncoder(
             self.settings.embedding_model, batch_size=self.settings.embedding_batch_size,
-            threads=self.settings.embedding_threads)
+            threads=self.settings.embedding_threads,
+            query_threads=self.settings.embedding_query_threads)
 
     @cached_property
     def sparse(self) -> Bm25Encoder:

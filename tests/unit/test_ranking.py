@@ -114,6 +114,24 @@ def test_pack_never_exceeds_budget(texts: list[str], budget: int, top_k: int) ->
         assert p.tokens == count_tokens(f"{p.candidate.hit.payload['title']}\n{p.text}")
 
 
+@given(st.lists(st.tuples(st.text(max_size=60), st.text(min_size=1, max_size=300)),
+                min_size=1, max_size=15), st.integers(1, 800))
+@settings(max_examples=150, deadline=None)
+def test_counts_stored_at_ingest_give_the_exact_served_count(
+        docs: list[tuple[str, str]], budget: int) -> None:
+    # The ingest path stores the title line's and the text's counts in the payload.
+    cands = []
+    for i, (title, text) in enumerate(docs):
+        c = cand(f"c{i}", 1.0 - i / 100, text=text)
+        c.hit.payload.update(title=title, title_tokens=count_tokens(f"{title}\n"),
+                             text_tokens=count_tokens(text))
+        cands.append(c)
+    packed, _ = pack(cands, budget=budget, top_k=20)
+    assert sum(p.tokens for p in packed) <= budget
+    for p in packed:
+        assert p.tokens == count_tokens(f"{p.candidate.hit.payload['title']}\n{p.text}")
+
+
 def test_pack_truncates_a_large_first_item_rather_than_returning_nothing() -> None:
     big = cand("big", 1.0, text="word " * 2000)
     packed, truncated = pack([big], budget=100, top_k=5)

@@ -64,11 +64,16 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model on CPU, loaded lazily and shared across threads."""
 
     def __init__(self, name: str = DEFAULT_MODEL, *, batch_size: int = 64,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, query_threads: int | None = 1) -> None:
         self.name = name
         self.batch_size = batch_size
         self._path = resolve_model_path(name)
         self._threads = threads
+        # One short query is too small to split across cores: on one thread it encodes
+        # about as fast, and the request's own work right after it runs markedly faster
+        # (no second core still busy with the model; bench/, paired runs). Document
+        # batches use every thread.
+        self._query_threads = query_threads
         # Every encode runs on this one thread: torch keeps a single warm OpenMP team
         # instead of a cold one per calling thread, and concurrent requests queue here
         # instead of oversubscribing the cores.
@@ -118,10 +123,21 @@ class SentenceTransformerEncoder:
         """Encode on the calling thread: only ever called on the model thread."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
         started = time.perf_counter()
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size,
-                                    normalize_embeddings=True, convert_to_numpy=True,
-                                    show_progress_bar=False)
+        threads = torch.get_num_threads()
+        wanted = self._query_threads if purpose == "query" else None
+        narrow = wanted is not None and wanted < threads
+        if wanted is not None and narrow:
+            torch.set_num_threads(wanted)
+        try:
+            vectors = self.model.encode(list(texts), batch_size=self.batch_size,
+                                        normalize_embeddings=True, convert_to_numpy=True,
+                                        show_progress_bar=False)
+        finally:
+            if narrow:
+                torch.set_num_threads(threads)
         EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         EMBED_BATCH.labels(purpose).observe(len(texts))
         return np.asarray(vectors, dtype=np.float32)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_batch_size: int = Field(64, ge=1, le=4096)
     embedding_threads: int | None = None
+    # torch threads for one query's embedding (documents use embedding_threads / all cores)
+    embedding_query_threads: int = Field(1, ge=1)
     chunk_size: int = Field(200, ge=32, le=4096)
     chunk_overlap: int = Field(20, ge=0, le=1024)
     freshness_floor: float = Field(0.75, ge=0.0, le=1.0)

@@ -101,7 +101,8 @@ def document_payload(record: SourceRecord, version: int) -> dict[str, Any]:
     """Fields every chunk of a document carries (rewritten in place when they change)."""
     return {
         "source": record.source, "source_id": record.source_id, "kind": record.kind,
-        "title": record.title, "uri": record.uri, "author": record.author,
+        "title": record.title, "title_tokens": count_tokens(f"{record.title}\n"),
+        "uri": record.uri, "author": record.author,
         "updated_at": iso(record.updated_at), "ingested_at": iso(utcnow()),
         "acl": sorted(set(record.acl)), "entity_key": record.entity_key or
         f"{record.source}:{record.source_id}", "entities": list(record.entities),

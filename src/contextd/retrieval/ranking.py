@@ -103,15 +103,22 @@ def _title_line_tokens(title: str) -> int:
     return count_tokens(f"{title}\n")
 
 
-def item_tokens(title: str, text: str, text_tokens: object = None) -> int:
+def item_tokens(title: str, text: str, text_tokens: object = None,
+                title_tokens: object = None) -> int:
     """cl100k tokens of an item as served (title line + text), exactly.
 
-    With the text's count stored at ingest this is two cached lookups: cl100k never merges
-    across a newline followed by a non-space character, so the count splits exactly there.
+    With the counts stored at ingest this is two lookups: cl100k never merges across a
+    newline followed by a non-space character, so the count splits exactly there.
     """
     if isinstance(text_tokens, int) and text[:1] and not text[:1].isspace():
-        return _title_line_tokens(title) + text_tokens
+        return title_line_tokens(title, title_tokens) + text_tokens
     return count_tokens(f"{title}\n{text}")
+
+
+def title_line_tokens(title: str, stored: object = None) -> int:
+    """Tokens of ``title`` and its newline: stored at ingest (``title_tokens``), else
+    counted (cached: chunks of one document share the title)."""
+    return stored if isinstance(stored, int) else _title_line_tokens(title)
 
 
 @dataclass(slots=True)
@@ -136,15 +143,17 @@ def pack(candidates: Sequence[Candidate], *, budget: int, top_k: int) -> tuple[l
     for cand in candidates:
         if len(packed) >= top_k:
             break
-        title = str(cand.hit.payload.get("title") or "")
-        text = str(cand.hit.payload.get("text") or "")
-        tokens = item_tokens(title, text, cand.hit.payload.get("text_tokens"))
+        payload = cand.hit.payload
+        title = str(payload.get("title") or "")
+        text = str(payload.get("text") or "")
+        title_tokens = title_line_tokens(title, payload.get("title_tokens"))
+        tokens = item_tokens(title, text, payload.get("text_tokens"), title_tokens)
         if used + tokens <= budget:
             packed.append(Packed(cand, text, tokens))
             used += tokens
             continue
         truncated = True
-        room = budget - used - count_tokens(f"{title}\n")
+        room = budget - used - title_tokens
         if room >= _MIN_TRUNCATED_TOKENS:
             cut = truncate_tokens(text, room)
             cut_tokens = count_tokens(f"{title}\n{cut}")

@@ -90,7 +90,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         session_id=body.session_id, include_memory=body.include_memory, as_of=body.as_of,
         fact_history=body.fact_history,
     )
-    bundle = runtime.retriever.bundle(request, scope(), timer, memory=runtime.memory_recall)
+    bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
     redactions = redact_bundle(settings, bundle)
     if settings.telemetry_enabled:
         TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
