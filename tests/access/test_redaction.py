@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from contextd.core.tokens import count_tokens
 from contextd.retrieval.redaction import Redactor, luhn_ok
 from contextd.retrieval.schemas import BundleItem, ContextBundle
 
@@ -47,3 +48,39 @@ def test_bundle_text_and_titles_are_masked_and_recounted() -> None:
     assert counts == {"card_number": 4}
     assert "4111" not in item.text and "4111" not in item.title
     assert bundle.token_count == item.tokens < 60
+
+
+def _item(cid: str, title: str, text: str) -> BundleItem:
+    return BundleItem(id=cid, kind="document", source="s", source_id=cid, title=title, uri="",
+                      text=text, updated_at="", score=1, relevance=1, freshness=1, citation="",
+                      tokens=count_tokens(f"{title}\n{text}"))
+
+
+def test_masks_longer_than_what_they_hide_never_push_a_bundle_over_its_budget() -> None:
+    # An SSN is 6 cl100k tokens, its mask 10: a bundle packed to the last token grows.
+    ssns = " ".join(f"{100 + i}-45-6789" for i in range(8))
+    items = [_item("a", "HR record", f"Employee SSNs: {ssns}."), _item("b", "Notes", "plain words " * 30)]
+    memory = [{"query": "ssn 123-45-6789?", "summary": "", "tokens": count_tokens(
+        "ssn 123-45-6789?")}]
+    budget = sum(i.tokens for i in items) + memory[0]["tokens"]
+    bundle = ContextBundle(bundle_id="b", query="q", user_id="u",
+                           generated_at=datetime.now(UTC), items=items, memory=memory,
+                           token_count=budget, truncated=False, stats={})
+    counts = Redactor({}).redact_bundle(bundle, budget)
+    assert counts == {"us_ssn": 9}
+    assert bundle.token_count <= budget and bundle.truncated
+    assert [i.id for i in bundle.items] == ["a"]  # the lowest-ranked item made room
+    for item in bundle.items:
+        assert item.tokens == count_tokens(f"{item.title}\n{item.text}")
+    assert memory[0]["query"] == "ssn [REDACTED:us_ssn]?"
+    assert memory[0]["tokens"] == count_tokens("ssn [REDACTED:us_ssn]?")
+    assert bundle.token_count == sum(i.tokens for i in bundle.items) + memory[0]["tokens"]
+
+
+def test_a_bundle_without_matches_is_left_exactly_as_packed() -> None:
+    items = [_item("a", "Travel", "Per diem is 45 EUR.")]
+    bundle = ContextBundle(bundle_id="b", query="q", user_id="u",
+                           generated_at=datetime.now(UTC), items=items, memory=[],
+                           token_count=items[0].tokens, truncated=False, stats={})
+    assert Redactor({}).redact_bundle(bundle, items[0].tokens) == {}
+    assert bundle.token_count == items[0].tokens and not bundle.truncated

@@ -50,11 +50,12 @@ def _redactor(patterns: tuple[tuple[str, str], ...], defaults: bool) -> Redactor
     return Redactor(dict(patterns), defaults=defaults)
 
 
-def redact_bundle(settings: Settings, bundle: ContextBundle) -> dict[str, int]:
-    """Mask the configured patterns in the bundle's text; counts per rule (also metered)."""
+def redact_bundle(settings: Settings, bundle: ContextBundle, budget: int) -> dict[str, int]:
+    """Mask the configured patterns in the bundle's text, keeping it within ``budget``;
+    counts per rule (also metered)."""
     redactor = _redactor(tuple(sorted(settings.redact_patterns.items())),
                          settings.redact_default_patterns)
-    counts = redactor.redact_bundle(bundle)
+    counts = redactor.redact_bundle(bundle, budget)
     if settings.telemetry_enabled:
         for rule, n in counts.items():
             REDACTIONS.labels(rule).inc(n)

@@ -29,6 +29,7 @@ from contextd.core.telemetry import MEMORY_INTERACTIONS, MEMORY_PURGED, span
 from contextd.core.types import as_utc, iso, utcnow
 from contextd.memory.db import session_scope
 from contextd.memory.tables import BundleServed, FeedbackRow, InteractionEntity, InteractionRow
+from contextd.retrieval.schemas import memory_text
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,6 @@ def memory_source(user_id: str) -> str:
     """The ``source`` of a user's points in the memory collection: one user, one source, so
     recall filters on it inside the engine and forgetting deletes it whole."""
     return f"memory:{user_id}"
-
-
-def memory_text(query: str, summary: str) -> str:
-    """What is embedded and what a recalled interaction costs in tokens."""
-    return f"{query}\n{summary}" if summary else query
 
 
 @dataclass(frozen=True, slots=True)

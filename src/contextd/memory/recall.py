@@ -26,8 +26,8 @@ from contextd.memory.interactions import (
     INTERACTION_KIND,
     get_interactions,
     memory_source,
-    memory_text,
 )
+from contextd.retrieval.schemas import memory_text
 
 DAY = 86400.0
 

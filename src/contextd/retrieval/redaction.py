@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from contextd.core.tokens import count_tokens
-from contextd.retrieval.schemas import ContextBundle
+from contextd.retrieval.schemas import ContextBundle, memory_text
 
 # 13-19 digits, optionally grouped by single spaces or dashes.
 _CARD = r"\b\d(?:[ -]?\d){12,18}\b"
@@ -88,30 +88,49 @@ class Redactor:
             text = rule.pattern.sub(mask, text)
         return text, counts
 
-    def redact_bundle(self, bundle: ContextBundle) -> dict[str, int]:
-        """Mask items (text, title) and recalled memory (query, summary) in place; the
-        items' token counts are recomputed. Returns the matches hidden per rule."""
+    def redact_bundle(self, bundle: ContextBundle, budget: int | None = None) -> dict[str, int]:
+        """Mask items (text, title) and recalled memory (query, summary) in place.
+
+        A mask can take more tokens than what it hides (``[REDACTED:us_ssn]`` is 10, an
+        SSN 6), so whatever changed is recounted as served, and if the bundle then exceeds
+        ``budget`` its lowest-ranked items (then memory entries) are dropped and it is
+        marked truncated. Returns the matches hidden per rule.
+        """
         total: dict[str, int] = {}
-        delta = 0  # token change of masked items; recalled memory keeps its (upper) count
+        changed = False
         for item in bundle.items:
             text, in_text = self.redact(item.text)
             title, in_title = self.redact(item.title)
-            if in_text:
-                item.text = text
-                tokens = count_tokens(text)
-                delta += tokens - item.tokens
-                item.tokens = tokens
-            if in_title:
-                item.title = title
-            for counts in (in_text, in_title):
-                for name, n in counts.items():
-                    total[name] = total.get(name, 0) + n
+            if in_text or in_title:
+                item.text, item.title = text, title
+                item.tokens = count_tokens(f"{title}\n{text}")  # title line + text
+                changed = True
+            _add(total, in_text, in_title)
         for entry in bundle.memory:  # recalled interactions are served text too
+            masked = False
             for name in ("query", "summary"):
                 value = entry.get(name)
                 if isinstance(value, str):
-                    entry[name], counts = self.redact(value)
-                    for rule, n in counts.items():
-                        total[rule] = total.get(rule, 0) + n
-        bundle.token_count += delta
+                    entry[name], found = self.redact(value)
+                    masked = masked or bool(found)
+                    _add(total, found)
+            if masked:
+                entry["tokens"] = count_tokens(memory_text(str(entry.get("query") or ""),
+                                                           str(entry.get("summary") or "")))
+                changed = True
+        if changed:
+            bundle.token_count = (sum(i.tokens for i in bundle.items)
+                                  + sum(int(m["tokens"]) for m in bundle.memory)
+                                  + sum(int(f["tokens"]) for f in bundle.facts))
+            while budget is not None and bundle.token_count > budget and (
+                    bundle.items or bundle.memory):
+                bundle.token_count -= bundle.items.pop().tokens if bundle.items \
+                    else int(bundle.memory.pop()["tokens"])
+                bundle.truncated = True
         return total
+
+
+def _add(total: dict[str, int], *counts: dict[str, int]) -> None:
+    for found in counts:
+        for name, n in found.items():
+            total[name] = total.get(name, 0) + n

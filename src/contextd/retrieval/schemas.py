@@ -68,6 +68,11 @@ class ContextBundle:
     memory_status: str = "disabled"
 
 
+def memory_text(query: str, summary: str) -> str:
+    """A recalled interaction as embedded and as served: what its tokens are counted on."""
+    return f"{query}\n{summary}" if summary else query
+
+
 _ITEM_FIELDS = tuple(BundleItem.__dataclass_fields__)
 
 

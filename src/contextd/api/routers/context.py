@@ -91,7 +91,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         fact_history=body.fact_history,
     )
     bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
-    redactions = redact_bundle(settings, bundle)
+    redactions = redact_bundle(settings, bundle, body.token_budget)
     if settings.telemetry_enabled:
         TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
         CONTEXT_ITEMS.observe(len(bundle.items))
