@@ -59,7 +59,8 @@ def _item(cid: str, title: str, text: str) -> BundleItem:
 def test_masks_longer_than_what_they_hide_never_push_a_bundle_over_its_budget() -> None:
     # An SSN is 6 cl100k tokens, its mask 10: a bundle packed to the last token grows.
     ssns = " ".join(f"{100 + i}-45-6789" for i in range(8))
-    items = [_item("a", "HR record", f"Employee SSNs: {ssns}."), _item("b", "Notes", "plain words " * 30)]
+    items = [_item("a", "HR record", f"Employee SSNs: {ssns}."),
+             _item("b", "Notes", "plain words " * 30)]
     memory = [{"query": "ssn 123-45-6789?", "summary": "", "tokens": count_tokens(
         "ssn 123-45-6789?")}]
     budget = sum(i.tokens for i in items) + memory[0]["tokens"]

@@ -127,16 +127,17 @@ class SentenceTransformerEncoder:
 
         started = time.perf_counter()
         threads = torch.get_num_threads()
-        wanted = self._query_threads if purpose == "query" else None
-        narrow = wanted is not None and wanted < threads
-        if wanted is not None and narrow:
-            torch.set_num_threads(wanted)
+        narrowed = self._query_threads if purpose == "query" else None
+        if narrowed is not None and narrowed >= threads:
+            narrowed = None
+        if narrowed is not None:
+            torch.set_num_threads(narrowed)
         try:
             vectors = self.model.encode(list(texts), batch_size=self.batch_size,
                                         normalize_embeddings=True, convert_to_numpy=True,
                                         show_progress_bar=False)
         finally:
-            if narrow:
+            if narrowed is not None:
                 torch.set_num_threads(threads)
         EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         EMBED_BATCH.labels(purpose).observe(len(texts))

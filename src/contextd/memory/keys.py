@@ -231,7 +231,7 @@ def _verified_key(engine: Engine, key_id: str, secret: str,
         now = utcnow()
         presented = _hash(secret)
         if not hmac.compare_digest(row.secret_hash, presented):
-            with Session(engine) as session:
+            with Session(bind=connection) as session:  # the connection already held
                 retired = session.get(RetiredKeySecret, presented)
             if (retired is None or retired.key_id != key_id
                     or as_utc(retired.valid_until) <= now):

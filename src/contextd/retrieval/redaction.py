@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from contextd.core.tokens import count_tokens
+from contextd.retrieval.ranking import item_tokens
 from contextd.retrieval.schemas import ContextBundle, memory_text
 
 # 13-19 digits, optionally grouped by single spaces or dashes.
@@ -103,7 +104,7 @@ class Redactor:
             title, in_title = self.redact(item.title)
             if in_text or in_title:
                 item.text, item.title = text, title
-                item.tokens = count_tokens(f"{title}\n{text}")  # title line + text
+                item.tokens = item_tokens(title, text)  # as packed: title line + text
                 changed = True
             _add(total, in_text, in_title)
         for entry in bundle.memory:  # recalled interactions are served text too
