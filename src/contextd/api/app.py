@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
+from contextd.api.admitted import RecentlyAdmitted
 from contextd.api.dashboard import routes as dashboard
 from contextd.api.deps import single_valued_query
 from contextd.api.errors import install_error_handlers
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                   dependencies=[Depends(single_valued_query)])
     app.state.runtime = runtime
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
+    app.state.admitted = RecentlyAdmitted()
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
                    metrics.router, costs.router, connectors.router, quality.router,

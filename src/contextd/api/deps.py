@@ -11,6 +11,7 @@ from typing import Annotated, Any, get_origin
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contextd.api.admitted import RecentlyAdmitted
 from contextd.api.ratelimit import RateLimiter
 from contextd.api.threads import in_thread
 from contextd.core.errors import (
@@ -25,7 +26,7 @@ from contextd.memory import audit
 from contextd.memory.keys import ApiKey, authenticate
 from contextd.runtime import Runtime
 
-_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer ctxd_...`")
+bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer ctxd_...`")
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -57,13 +58,20 @@ def _admit(runtime: Runtime, limiter: RateLimiter, token: str, path: str) -> Api
 async def current_key(
     request: Request,
     runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> ApiKey:
     """The caller's active API key within its rate and request-size limits; else 401/429/413."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
     limiter: RateLimiter = request.app.state.rate_limiter
-    key = await in_thread(_admit, runtime, limiter, credentials.credentials, request.url.path)
+    admitted: RecentlyAdmitted = request.app.state.admitted
+    token = credentials.credentials
+    try:
+        key = await in_thread(_admit, runtime, limiter, token, request.url.path)
+    except (AuthenticationFailed, RateLimited):
+        admitted.forget(token)
+        raise
+    admitted.note(token, key.role)
     max_bytes = key.policy.max_request_bytes
     if max_bytes is not None and len(await request.body()) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",
@@ -85,7 +93,8 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
     return check
 
 
-AgentKey = Annotated[ApiKey, Depends(require_roles("agent"))]
+agent_roles = require_roles("agent")
+AgentKey = Annotated[ApiKey, Depends(agent_roles)]
 AnalystKey = Annotated[ApiKey, Depends(require_roles("analyst"))]
 AdminKey = Annotated[ApiKey, Depends(require_roles())]
 ReaderKey = Annotated[ApiKey, Depends(require_roles("analyst"))]

@@ -8,13 +8,14 @@ engine (``Modifier.Idf``), so document vectors never go stale as the corpus grow
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from contextd.core.store import SparseVec
 from contextd.core.telemetry import EMBED_BATCH, EMBED_SECONDS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+log = logging.getLogger(__name__)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -92,6 +94,18 @@ class SentenceTransformerEncoder:
         return SentenceTransformer(str(self._path), device="cpu")
 
     @cached_property
+    def _query_graph(self) -> QueryGraph | None:
+        """The model traced into one TorchScript graph for single queries, or None if this
+        model cannot be traced (then queries run eagerly). Built on the model thread."""
+        try:
+            return QueryGraph.trace(self.model)
+        except Exception as exc:  # any model directory may be given; eager still works
+            log.warning("query graph unavailable; queries run eagerly",
+                        extra={"event": "query_graph_unavailable", "model": self.name,
+                               "error": f"{type(exc).__name__}: {exc}"})
+            return None
+
+    @cached_property
     def dim(self) -> int:
         return int(self.model.get_embedding_dimension())
 
@@ -133,15 +147,73 @@ class SentenceTransformerEncoder:
         if narrowed is not None:
             torch.set_num_threads(narrowed)
         try:
-            vectors = self.model.encode(list(texts), batch_size=self.batch_size,
-                                        normalize_embeddings=True, convert_to_numpy=True,
-                                        show_progress_bar=False)
+            graph = self._query_graph if purpose == "query" and len(texts) == 1 else None
+            if graph is not None:
+                vectors = graph.encode(self.model, texts[0])
+            else:
+                vectors = self.model.encode(list(texts), batch_size=self.batch_size,
+                                            normalize_embeddings=True, convert_to_numpy=True,
+                                            show_progress_bar=False)
         finally:
             if narrowed is not None:
                 torch.set_num_threads(threads)
         EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         EMBED_BATCH.labels(purpose).observe(len(texts))
         return np.asarray(vectors, dtype=np.float32)
+
+
+class QueryGraph:
+    """A sentence-transformers pipeline (transformer, pooling, normalization) traced once
+    into a frozen TorchScript graph, for one query at a time.
+
+    The eager model runs its layers as Python calls and takes the GIL between every
+    operation, so any Python work on another thread (the request's key check, principals,
+    the event loop) stalls it; the graph runs in C++ with the GIL released, and faster.
+    Its vectors equal the eager model's (tests/unit/test_embedder.py). Batches of
+    documents (padded, many lengths) stay on the eager path.
+    """
+
+    def __init__(self, graph: Any, inputs: list[str]) -> None:
+        self._graph = graph
+        self._inputs = inputs
+
+    @classmethod
+    def trace(cls, model: Any) -> QueryGraph:
+        import warnings
+
+        import torch
+
+        example = model.preprocess(["a query to trace the model with"])
+        inputs = [k for k, v in example.items() if isinstance(v, torch.Tensor)]
+        constants = {k: v for k, v in example.items() if k not in inputs}
+
+        class Pipeline(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, *tensors: Any) -> Any:
+                features = {**constants, **dict(zip(inputs, tensors, strict=True))}
+                for module in self.model:
+                    features = module(features)
+                # as ``encode(normalize_embeddings=True)``: unit length even for a model
+                # without its own Normalize module
+                return torch.nn.functional.normalize(features["sentence_embedding"], dim=1)
+
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(Pipeline().eval(), tuple(example[k] for k in inputs),
+                                     strict=False, check_trace=False)
+            return cls(torch.jit.freeze(traced), inputs)
+
+    def encode(self, model: Any, text: str) -> np.ndarray:
+        """One unit vector of shape (1, dim), tokenized exactly as the model does."""
+        import torch
+
+        features = model.preprocess([text])
+        with torch.inference_mode():
+            vector = self._graph(*(features[k] for k in self._inputs))
+        return np.asarray(vector.numpy(), dtype=np.float32)
 
 
 class Bm25Encoder:

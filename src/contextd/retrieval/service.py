@@ -39,6 +39,18 @@ log = logging.getLogger(__name__)
 ScopeSource = AccessScope | Callable[[], AccessScope]
 
 
+@dataclass(frozen=True, slots=True)
+class StartedEmbedding:
+    """A query's dense embedding already running on the model thread, started before the
+    request reached the retriever (see ``api.routers.context``): used only for that very
+    query text."""
+
+    text: str
+    vector: Future[np.ndarray]
+    wall_started: float
+    cpu_started: float
+
+
 class StageTimer:
     """Collects per-stage wall time in milliseconds; with telemetry on, each stage is also a
     span (``context.<stage>``) and an observation of ``contextd_context_stage_seconds``."""
@@ -49,8 +61,10 @@ class StageTimer:
         self.telemetry = telemetry
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+    def stage(self, name: str, since: float | None = None) -> Iterator[None]:
+        """Time the block as ``name``; ``since`` (a ``perf_counter`` reading) backdates
+        the start for a stage already running elsewhere (the span covers the block)."""
+        started = time.perf_counter() if since is None else since
         try:
             if self.telemetry:
                 with span(f"context.{name}"):
@@ -92,16 +106,21 @@ class Retriever:
         return {kind: value * DAY for kind, value in days.items()}
 
     def _embed(self, query: ContextQuery, scope: ScopeSource, mode: SearchMode,
-               timer: StageTimer) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
+               timer: StageTimer, started: StartedEmbedding | None = None,
+               ) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
         """Query vectors and the resolved scope. The dense model runs on its own thread
         while this one encodes BM25, resolves the scope (a directory lookup) and counts the
         query's model tokens, so those cost little wall time; ``stages_ms`` shows them
-        overlapping ``embed``."""
-        with timer.stage("embed"):
-            cpu_started = time.process_time()
-            pending: Future[np.ndarray] | None = None
+        overlapping ``embed``. ``started``, if it is this query's, is used instead of
+        starting the model again; ``embed`` then counts from when it was started."""
+        if started is not None and (mode == "sparse" or started.text != query.query):
+            started.vector.cancel()
+            started = None
+        with timer.stage("embed", since=started.wall_started if started else None):
+            cpu_started = started.cpu_started if started else time.process_time()
+            pending: Future[np.ndarray] | None = started.vector if started else None
             dense: np.ndarray | None = None
-            if mode != "sparse":
+            if mode != "sparse" and pending is None:
                 submit = getattr(self.dense, "submit_query", None)
                 if submit is not None:
                     pending = submit(query.query)
@@ -160,7 +179,8 @@ class Retriever:
 
     def bundle(self, query: ContextQuery, scope: ScopeSource,
                timer: StageTimer | None = None,
-               memory: MemoryProvider | None = None) -> ContextBundle:
+               memory: MemoryProvider | None = None,
+               early: StartedEmbedding | None = None) -> ContextBundle:
         """A packed, cited bundle of what ``scope`` may see that best answers ``query``.
 
         With ``memory`` (and ``query.include_memory``), the user's relevant past
@@ -171,7 +191,7 @@ class Retriever:
         timer = timer or StageTimer()
         started = time.perf_counter()
         limit = min(max(query.top_k * 3, 30), self.settings.prefetch_limit)
-        dense, sparse, resolved = self._embed(query, scope, query.mode, timer)
+        dense, sparse, resolved = self._embed(query, scope, query.mode, timer, early)
         candidates = self._candidates(query, dense, sparse, resolved, limit=limit,
                                       mode=query.mode, timer=timer,
                                       freshness=query.freshness_enabled)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
 from contextd.api.access import (
     audit_context,
@@ -14,44 +18,87 @@ from contextd.api.access import (
     redact_bundle,
 )
 from contextd.api.background import best_effort
-from contextd.api.deps import AgentKey, RuntimeDep
+from contextd.api.deps import AgentKey, RuntimeDep, agent_roles, bearer
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
 from contextd.core.errors import ContextdError, InvalidInput
+from contextd.core.settings import Settings
 from contextd.core.telemetry import CONTEXT_ITEMS, MEMORY_RECALL, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.memory.bundles import record_bundle
 from contextd.memory.costs import record_cost
 from contextd.memory.keys import ApiKey
-from contextd.retrieval.schemas import ContextQuery, bundle_json
-from contextd.retrieval.service import StageTimer
+from contextd.retrieval.schemas import ContextBundle, ContextQuery, bundle_json
+from contextd.retrieval.service import StageTimer, StartedEmbedding
 from contextd.runtime import Runtime
 
 router = APIRouter(prefix="/v1", tags=["context"])
 log = logging.getLogger(__name__)
 
 
+async def early_embedding(
+    request: Request, runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> AsyncIterator[StartedEmbedding | None]:
+    """Start embedding the query while the key is checked and the body validated.
+
+    The model is most of a request's time; the key check, validation and the thread hops
+    can run beside it. Only for a token this process admitted lately with a role that may
+    call this route (``api.admitted``): a caller without a valid key never gets model
+    time. The key is still checked in full before anything is served; if a check fails,
+    the embedding is dropped (cancelled if it has not started).
+    """
+    started = None
+    if credentials is not None and request.app.state.admitted.role_of(
+            credentials.credentials) in agent_roles.required_roles:
+        started = _start_embedding(runtime, await request.body())
+    try:
+        yield started
+    finally:
+        if started is not None:
+            started.vector.cancel()  # a no-op once it ran; frees the model thread if not
+
+
+def _start_embedding(runtime: Runtime, raw: bytes) -> StartedEmbedding | None:
+    """The query's embedding, started, if the body looks valid enough to be served."""
+    submit = getattr(runtime.dense, "submit_query", None)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    query = body.get("query") if isinstance(body, dict) else None
+    if submit is None or not isinstance(query, str):
+        return None
+    query = query.strip()
+    if not query or len(query) > runtime.settings.max_query_chars:
+        return None
+    wall, cpu = time.perf_counter(), time.process_time()
+    return StartedEmbedding(query, submit(query), wall_started=wall, cpu_started=cpu)
+
+
 @router.post("/context", response_model=None,
              responses={200: {"model": ContextResponse}, 401: {}, 403: {}, 413: {}, 422: {}})
-async def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
-                       background: BackgroundTasks) -> Response:
+async def post_context(body: ContextRequestIn, runtime: RuntimeDep,
+                       started: Annotated[StartedEmbedding | None, Depends(early_embedding)],
+                       key: AgentKey, background: BackgroundTasks) -> Response:
     """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``."""
-    return await in_thread(serve_context, body, runtime, key, background)
+    return await in_thread(serve_context, body, runtime, key, background, started)
 
 
 def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
-                  background: BackgroundTasks) -> Response:
+                  background: BackgroundTasks, started: StartedEmbedding | None = None,
+                  ) -> Response:
     """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
-    started = time.perf_counter()
+    began = time.perf_counter()
     try:
-        return _serve_context(body, runtime, key, background)
+        return _serve_context(body, runtime, key, background, started)
     except ContextdError as exc:  # refused requests are audited too (issue 4)
-        audit_context(runtime, key, body, outcome=exc.code, started=started)
+        audit_context(runtime, key, body, outcome=exc.code, started=began)
         raise
 
 
 def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
-                   background: BackgroundTasks) -> Response:
+                   background: BackgroundTasks, started: StartedEmbedding | None) -> Response:
     settings = runtime.settings
     query = body.query.strip()
     if not query:
@@ -90,19 +137,11 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         session_id=body.session_id, include_memory=body.include_memory, as_of=body.as_of,
         fact_history=body.fact_history,
     )
-    bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
+    bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall,
+                                      early=started)
     redactions = redact_bundle(settings, bundle, body.token_budget)
-    if settings.telemetry_enabled:
-        TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
-        CONTEXT_ITEMS.observe(len(bundle.items))
-        MEMORY_RECALL.labels(bundle.memory_status).inc()
-    log.info("context served", extra={
-        "event": "context", "key_id": key.id, "user_id": body.user_id,
-        "items": len(bundle.items), "token_count": bundle.token_count,
-        "memory": len(bundle.memory), "memory_status": bundle.memory_status,
-        "stages_ms": bundle.stats["stages_ms"], "latency_ms": bundle.stats["latency_ms"],
-        **({"query": query} if settings.log_queries else {}),
-    })
+    # Metered and logged after the response is sent: the agent does not wait for it.
+    background.add_task(report_served, settings, key, body.user_id, query, bundle)
     cost = bundle.stats["cost"]
     background.add_task(best_effort(record_cost), runtime.engine, kind="context",
                         ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],
@@ -115,3 +154,20 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
                         bundle=bundle, redactions=redactions)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")
+
+
+def report_served(settings: Settings, key: ApiKey, user_id: str, query: str,
+                  bundle: ContextBundle) -> None:
+    """The served bundle's metrics and its ``context served`` log line (with the request's
+    id: background tasks keep the request's context)."""
+    if settings.telemetry_enabled:
+        TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
+        CONTEXT_ITEMS.observe(len(bundle.items))
+        MEMORY_RECALL.labels(bundle.memory_status).inc()
+    log.info("context served", extra={
+        "event": "context", "key_id": key.id, "user_id": user_id,
+        "items": len(bundle.items), "token_count": bundle.token_count,
+        "memory": len(bundle.memory), "memory_status": bundle.memory_status,
+        "stages_ms": bundle.stats["stages_ms"], "latency_ms": bundle.stats["latency_ms"],
+        **({"query": query} if settings.log_queries else {}),
+    })
