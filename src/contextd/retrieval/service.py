@@ -17,12 +17,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+from opentelemetry import context as otel_context
 
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
 from contextd.core.errors import Unavailable
 from contextd.core.settings import Settings
 from contextd.core.store import Freshness, SearchMode, SearchQuery, SparseVec, VectorStore
-from contextd.core.telemetry import CONTEXT_STAGE, span
+from contextd.core.telemetry import CONTEXT_STAGE, span, tracer
 from contextd.core.types import AccessScope, utcnow
 from contextd.retrieval.ranking import (
     Candidate,
@@ -53,29 +54,54 @@ class StartedEmbedding:
 
 class StageTimer:
     """Collects per-stage wall time in milliseconds; with telemetry on, each stage is also a
-    span (``context.<stage>``) and an observation of ``contextd_context_stage_seconds``."""
+    span (``context.<stage>``) and an observation of ``contextd_context_stage_seconds``.
 
-    def __init__(self, telemetry: bool = True) -> None:
+    ``deferred``: the spans and observations are made by :meth:`emit`, with the recorded
+    start and end times, under the span that was current when the timer was made. The API
+    emits after the response is sent, so the agent does not wait for its telemetry.
+    """
+
+    def __init__(self, telemetry: bool = True, *, deferred: bool = False) -> None:
         self.stages: dict[str, float] = {}
         self.cost: dict[str, float] = {}
         self.telemetry = telemetry
+        self.deferred = telemetry and deferred
+        self._parent = otel_context.get_current() if self.deferred else None
+        self._recorded: list[tuple[str, int, int]] = []  # name, start and end in epoch ns
 
     @contextmanager
     def stage(self, name: str, since: float | None = None) -> Iterator[None]:
         """Time the block as ``name``; ``since`` (a ``perf_counter`` reading) backdates
-        the start for a stage already running elsewhere (the span covers the block)."""
+        the start for a stage already running elsewhere (a direct span covers the block,
+        a deferred one the whole stage)."""
         started = time.perf_counter() if since is None else since
         try:
-            if self.telemetry:
+            if self.telemetry and not self.deferred:
                 with span(f"context.{name}"):
                     yield
             else:
                 yield
         finally:
-            elapsed = time.perf_counter() - started
+            ended = time.perf_counter()
+            elapsed = ended - started
             self.stages[name] = round(self.stages.get(name, 0.0) + elapsed * 1000, 3)
-            if self.telemetry:
+            if self.deferred:
+                self._recorded.append((name, _epoch_ns(started), _epoch_ns(ended)))
+            elif self.telemetry:
                 CONTEXT_STAGE.labels(name).observe(elapsed)
+
+    def emit(self) -> None:
+        """Make the deferred spans and observations (once)."""
+        recorded, self._recorded = self._recorded, []
+        for name, start_ns, end_ns in recorded:
+            tracer.start_span(f"context.{name}", context=self._parent,
+                              start_time=start_ns).end(end_time=end_ns)
+            CONTEXT_STAGE.labels(name).observe((end_ns - start_ns) / 1e9)
+
+
+def _epoch_ns(perf: float) -> int:
+    """A ``perf_counter`` reading as wall-clock nanoseconds (what spans are stamped in)."""
+    return time.time_ns() - int((time.perf_counter() - perf) * 1e9)
 
 
 def citation(payload: dict[str, object]) -> str:

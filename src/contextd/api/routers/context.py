@@ -117,7 +117,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     if freshness and any(v <= 0 for v in freshness.half_life_days.values()):
         raise InvalidInput("half_life_days values must be > 0",
                            details=[{"field": "freshness.half_life_days"}])
-    timer = StageTimer(telemetry=settings.telemetry_enabled)
+    timer = StageTimer(telemetry=settings.telemetry_enabled, deferred=True)
     sources = frozenset(body.sources) if body.sources else None
     kinds = frozenset(body.kinds) if body.kinds else None
 
@@ -137,11 +137,15 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         session_id=body.session_id, include_memory=body.include_memory, as_of=body.as_of,
         fact_history=body.fact_history,
     )
-    bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall,
-                                      early=started)
+    try:
+        bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall,
+                                          early=started)
+    except BaseException:
+        timer.emit()  # a failed request's stages are traced too
+        raise
     redactions = redact_bundle(settings, bundle, body.token_budget)
     # Metered and logged after the response is sent: the agent does not wait for it.
-    background.add_task(report_served, settings, key, body.user_id, query, bundle)
+    background.add_task(report_served, settings, key, body.user_id, query, bundle, timer)
     cost = bundle.stats["cost"]
     background.add_task(best_effort(record_cost), runtime.engine, kind="context",
                         ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],
@@ -157,9 +161,10 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
 
 
 def report_served(settings: Settings, key: ApiKey, user_id: str, query: str,
-                  bundle: ContextBundle) -> None:
-    """The served bundle's metrics and its ``context served`` log line (with the request's
-    id: background tasks keep the request's context)."""
+                  bundle: ContextBundle, timer: StageTimer) -> None:
+    """The served bundle's stage spans, metrics and ``context served`` log line (with the
+    request's id and trace: background tasks keep the request's context)."""
+    timer.emit()
     if settings.telemetry_enabled:
         TOKENS_SERVED.labels(key.name).inc(bundle.token_count)
         CONTEXT_ITEMS.observe(len(bundle.items))
