@@ -20,6 +20,7 @@ QUERIES = [
 def test_query_graph_matches_the_eager_model(encoder: SentenceTransformerEncoder,
                                              query: str) -> None:
     assert encoder._query_graph is not None, "the bundled model must trace"
+    assert encoder._query_graph._tokenize.__name__ == "direct"  # its own tokenizer, checked
     traced = encoder.encode_query(query)
     eager = encoder.model.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
     assert traced.dtype == np.float32 and traced.shape == eager.shape
