@@ -43,16 +43,22 @@ class FactObservation:
     acl: tuple[str, ...]
 
 
+def entity_type(entity_key: str) -> str:
+    """The type part of an entity key: ``deal`` of ``deal:D-1``, ``""`` without one."""
+    kind, sep, _ = entity_key.partition(":")
+    return kind if sep else ""
+
+
 def observations(record: SourceRecord, version: int,
                  attributes: Mapping[str, Sequence[str]]) -> list[FactObservation]:
     """The tracked attributes a CRM record carries (by its entity type, e.g. ``deal``)."""
-    if record.kind != "crm" or ":" not in record.entity_key:
+    kind = entity_type(record.entity_key)
+    if record.kind != "crm" or not kind:
         return []
-    entity_type = record.entity_key.split(":", 1)[0]
     return [FactObservation(record.entity_key, name, record.fields[name],
                             as_utc(record.updated_at), record.source, record.source_id,
                             version, tuple(sorted(set(record.acl))))
-            for name in attributes.get(entity_type, ())
+            for name in attributes.get(kind, ())
             if name in record.fields and record.fields[name] not in (None, "")]
 
 

@@ -21,7 +21,7 @@ from contextd.core.settings import Settings
 from contextd.core.store import Freshness, SearchQuery, VectorStore
 from contextd.core.tokens import count_tokens
 from contextd.core.types import AccessScope, as_utc, iso
-from contextd.memory.facts import facts_for
+from contextd.memory.facts import entity_type, facts_for
 from contextd.memory.interactions import (
     INTERACTION_KIND,
     get_interactions,
@@ -99,7 +99,7 @@ class MemoryRecall:
         (``fact_attributes``: ``deal:...``, ``account:...``), so keys of other types, such as
         a document's ``<source>:<id>``, are not looked up: most bundles need no query."""
         tracked = self.settings.fact_attributes
-        entity_keys = [k for k in entity_keys if k.partition(":")[0] in tracked]
+        entity_keys = [k for k in entity_keys if entity_type(k) in tracked]
         if not entity_keys:
             return []
         try:
