@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -187,25 +188,30 @@ class QueryGraph:
 
         import torch
 
-        example = model.preprocess(["a query to trace the model with"])
-        inputs = [k for k, v in example.items() if isinstance(v, torch.Tensor)]
-        constants = {k: v for k, v in example.items() if k not in inputs}
-
-        class Pipeline(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, *tensors: Any) -> Any:
-                features = {**constants, **dict(zip(inputs, tensors, strict=True))}
-                for module in self.model:
-                    features = module(features)
-                # as ``encode(normalize_embeddings=True)``: unit length even for a model
-                # without its own Normalize module
-                return torch.nn.functional.normalize(features["sentence_embedding"], dim=1)
-
-        with warnings.catch_warnings(), torch.inference_mode():
+        # Tracing walks every attribute of the modules, which trips the libraries'
+        # deprecation and config warnings; they say nothing about the result (which
+        # tests/unit/test_embedder.py checks), so they are kept out of the service's log.
+        with warnings.catch_warnings(), _quiet("sentence_transformers", "transformers"), \
+                torch.inference_mode():
             warnings.simplefilter("ignore")
+            example = model.preprocess(["a query to trace the model with"])
+            inputs = [k for k, v in example.items() if isinstance(v, torch.Tensor)]
+            constants = {k: v for k, v in example.items() if k not in inputs}
+
+            class Pipeline(torch.nn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.model = model
+
+                def forward(self, *tensors: Any) -> Any:
+                    features = {**constants, **dict(zip(inputs, tensors, strict=True))}
+                    for module in self.model:
+                        features = module(features)
+                    # as ``encode(normalize_embeddings=True)``: unit length even for a
+                    # model without its own Normalize module
+                    return torch.nn.functional.normalize(features["sentence_embedding"],
+                                                         dim=1)
+
             traced = torch.jit.trace(Pipeline().eval(), tuple(example[k] for k in inputs),
                                      strict=False, check_trace=False)
             return cls(torch.jit.freeze(traced), inputs, _tokenizer_of(model, inputs))
@@ -218,6 +224,20 @@ class QueryGraph:
         with torch.inference_mode():
             vector = self._graph(*(features[k] for k in self._inputs))
         return np.asarray(vector.numpy(), dtype=np.float32)
+
+
+@contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Raise the given libraries' loggers to ERROR for the block."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 _PROBES = ("a query to trace the model with", "Ünïcödé — query? with punctuation!! 東京",
