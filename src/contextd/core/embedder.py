@@ -223,7 +223,7 @@ class QueryGraph:
         features = self._tokenize(text)
         with torch.inference_mode():
             vector = self._graph(*(features[k] for k in self._inputs))
-        return np.asarray(vector.numpy(), dtype=np.float32)
+        return vector.numpy()
 
 
 @contextmanager

@@ -67,7 +67,7 @@ class StageTimer:
         self.telemetry = telemetry
         self.deferred = telemetry and deferred
         self._parent = otel_context.get_current() if self.deferred else None
-        self._recorded: list[tuple[str, int, int]] = []  # name, start and end in epoch ns
+        self._recorded: list[tuple[str, float, float]] = []  # name, perf_counter start, end
 
     @contextmanager
     def stage(self, name: str, since: float | None = None) -> Iterator[None]:
@@ -86,22 +86,20 @@ class StageTimer:
             elapsed = ended - started
             self.stages[name] = round(self.stages.get(name, 0.0) + elapsed * 1000, 3)
             if self.deferred:
-                self._recorded.append((name, _epoch_ns(started), _epoch_ns(ended)))
+                self._recorded.append((name, started, ended))
             elif self.telemetry:
                 CONTEXT_STAGE.labels(name).observe(elapsed)
 
     def emit(self) -> None:
-        """Make the deferred spans and observations (once)."""
+        """Make the deferred spans and observations (once). Spans are stamped in wall-clock
+        nanoseconds: one offset from ``perf_counter`` converts every recorded reading."""
         recorded, self._recorded = self._recorded, []
-        for name, start_ns, end_ns in recorded:
+        offset_ns = time.time_ns() - time.perf_counter_ns()
+        for name, started, ended in recorded:
             tracer.start_span(f"context.{name}", context=self._parent,
-                              start_time=start_ns).end(end_time=end_ns)
-            CONTEXT_STAGE.labels(name).observe((end_ns - start_ns) / 1e9)
-
-
-def _epoch_ns(perf: float) -> int:
-    """A ``perf_counter`` reading as wall-clock nanoseconds (what spans are stamped in)."""
-    return time.time_ns() - int((time.perf_counter() - perf) * 1e9)
+                              start_time=offset_ns + int(started * 1e9)).end(
+                end_time=offset_ns + int(ended * 1e9))
+            CONTEXT_STAGE.labels(name).observe(ended - started)
 
 
 def citation(payload: dict[str, object]) -> str:
@@ -132,19 +130,19 @@ class Retriever:
         return {kind: value * DAY for kind, value in days.items()}
 
     def _embed(self, query: ContextQuery, scope: ScopeSource, mode: SearchMode,
-               timer: StageTimer, started: StartedEmbedding | None = None,
+               timer: StageTimer, early: StartedEmbedding | None = None,
                ) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
         """Query vectors and the resolved scope. The dense model runs on its own thread
         while this one encodes BM25, resolves the scope (a directory lookup) and counts the
         query's model tokens, so those cost little wall time; ``stages_ms`` shows them
-        overlapping ``embed``. ``started``, if it is this query's, is used instead of
+        overlapping ``embed``. ``early``, if it is this query's, is used instead of
         starting the model again; ``embed`` then counts from when it was started."""
-        if started is not None and (mode == "sparse" or started.text != query.query):
-            started.vector.cancel()
-            started = None
-        with timer.stage("embed", since=started.wall_started if started else None):
-            cpu_started = started.cpu_started if started else time.process_time()
-            pending: Future[np.ndarray] | None = started.vector if started else None
+        if early is not None and (mode == "sparse" or early.text != query.query):
+            early.vector.cancel()
+            early = None
+        with timer.stage("embed", since=early.wall_started if early else None):
+            cpu_started = early.cpu_started if early else time.process_time()
+            pending: Future[np.ndarray] | None = early.vector if early else None
             dense: np.ndarray | None = None
             if mode != "sparse" and pending is None:
                 submit = getattr(self.dense, "submit_query", None)

@@ -48,15 +48,15 @@ async def early_embedding(
     time. The key is still checked in full before anything is served; if a check fails,
     the embedding is dropped (cancelled if it has not started).
     """
-    started = None
+    early = None
     if credentials is not None and request.app.state.admitted.role_of(
             credentials.credentials) in agent_roles.required_roles:
-        started = _start_embedding(runtime, await request.body())
+        early = _start_embedding(runtime, await request.body())
     try:
-        yield started
+        yield early
     finally:
-        if started is not None:
-            started.vector.cancel()  # a no-op once it ran; frees the model thread if not
+        if early is not None:
+            early.vector.cancel()  # a no-op once it ran; frees the model thread if not
 
 
 def _start_embedding(runtime: Runtime, raw: bytes) -> StartedEmbedding | None:
@@ -79,26 +79,26 @@ def _start_embedding(runtime: Runtime, raw: bytes) -> StartedEmbedding | None:
 @router.post("/context", response_model=None,
              responses={200: {"model": ContextResponse}, 401: {}, 403: {}, 413: {}, 422: {}})
 async def post_context(body: ContextRequestIn, runtime: RuntimeDep,
-                       started: Annotated[StartedEmbedding | None, Depends(early_embedding)],
+                       early: Annotated[StartedEmbedding | None, Depends(early_embedding)],
                        key: AgentKey, background: BackgroundTasks) -> Response:
     """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``."""
-    return await in_thread(serve_context, body, runtime, key, background, started)
+    return await in_thread(serve_context, body, runtime, key, background, early)
 
 
 def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
-                  background: BackgroundTasks, started: StartedEmbedding | None = None,
+                  background: BackgroundTasks, early: StartedEmbedding | None = None,
                   ) -> Response:
     """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
-    began = time.perf_counter()
+    started = time.perf_counter()
     try:
-        return _serve_context(body, runtime, key, background, started)
+        return _serve_context(body, runtime, key, background, early)
     except ContextdError as exc:  # refused requests are audited too (issue 4)
-        audit_context(runtime, key, body, outcome=exc.code, started=began)
+        audit_context(runtime, key, body, outcome=exc.code, started=started)
         raise
 
 
 def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
-                   background: BackgroundTasks, started: StartedEmbedding | None) -> Response:
+                   background: BackgroundTasks, early: StartedEmbedding | None) -> Response:
     settings = runtime.settings
     query = body.query.strip()
     if not query:
@@ -139,7 +139,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     )
     try:
         bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall,
-                                          early=started)
+                                          early=early)
     except BaseException:
         timer.emit()  # a failed request's stages are traced too
         raise
