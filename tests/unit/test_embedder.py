@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
 import pytest
+import torch
 
-from contextd.core.embedder import SentenceTransformerEncoder
+from contextd.core.embedder import QueryGraph, SentenceTransformerEncoder, _tokenizer_of
 
 QUERIES = [
     "x",
@@ -32,3 +36,37 @@ def test_documents_and_queries_share_one_space(encoder: SentenceTransformerEncod
     text = "Support tickets are answered within four business hours."
     (document,) = encoder.encode_documents([text])
     assert float(document @ encoder.encode_query(text)) > 0.9999
+
+
+def test_a_model_that_cannot_be_traced_embeds_queries_eagerly(
+        encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def fail(model: object) -> QueryGraph:
+        raise RuntimeError("not traceable")
+
+    monkeypatch.setattr(QueryGraph, "trace", staticmethod(fail))
+    fallback = SentenceTransformerEncoder()
+    fallback.__dict__["model"] = encoder.model  # share the loaded weights
+    with caplog.at_level(logging.WARNING, logger="contextd.core.embedder"):
+        vector = fallback.encode_query("travel per diem")
+    assert fallback._query_graph is None
+    assert any(getattr(r, "event", "") == "query_graph_unavailable" for r in caplog.records)
+    eager = encoder.model.encode(["travel per diem"], normalize_embeddings=True,
+                                 convert_to_numpy=True)[0]
+    assert np.abs(vector - eager).max() < 1e-5
+
+
+def test_a_tokenizer_that_differs_from_preprocess_is_not_used() -> None:
+    ids = torch.tensor([[101, 7592, 102]])
+
+    class Model:
+        max_seq_length = 256
+
+        def preprocess(self, texts: list[str]) -> dict[str, Any]:
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+        def tokenizer(self, texts: list[str], **kwargs: Any) -> dict[str, Any]:
+            return {"input_ids": ids + 1, "attention_mask": torch.ones_like(ids)}
+
+    tokenize = _tokenizer_of(Model(), ["input_ids", "attention_mask"])
+    assert torch.equal(tokenize("x")["input_ids"], ids)  # preprocess, not the tokenizer
