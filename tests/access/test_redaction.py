@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from contextd.core.tokens import count_tokens
 from contextd.retrieval.redaction import Redactor, luhn_ok
 from contextd.retrieval.schemas import BundleItem, ContextBundle
@@ -85,3 +88,24 @@ def test_a_bundle_without_matches_is_left_exactly_as_packed() -> None:
                            token_count=items[0].tokens, truncated=False, stats={})
     assert Redactor({}).redact_bundle(bundle, items[0].tokens) == {}
     assert bundle.token_count == items[0].tokens and not bundle.truncated
+
+
+_NOISE = st.text(alphabet="0123456789 -ABCEGHJKLMNOPRSTWXYZabcz_.\n", max_size=40)
+_MATCHES = st.sampled_from(["", "4111 1111 1111 1111", "4111-1111-1111-1111", "123-45-6789",
+                            "AB 12 34 56 C", "QQ123456A", "TCK-123"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(before=_NOISE, match=_MATCHES, after=_NOISE, custom=st.booleans())
+def test_the_prescan_finds_exactly_the_texts_some_rule_matches(
+        before: str, match: str, after: str, custom: bool) -> None:
+    """The joined prescan (with its leading lookahead for the default rules) lets a text
+    through unmasked only if no rule matches it, and never sends one that none matches."""
+    text = before + match + after
+    redactor = Redactor({"ticket": r"TCK-\d{3}"} if custom else {})
+    assert redactor._any is not None
+    any_rule = any(rule.pattern.search(text) for rule in redactor.rules)
+    assert (redactor._any.search(text) is not None) == any_rule
+    for padded in (f"x{text}", f"{text}9", f"A{text}"):
+        any_rule = any(rule.pattern.search(padded) for rule in redactor.rules)
+        assert (redactor._any.search(padded) is not None) == any_rule

@@ -17,6 +17,7 @@ from contextd.core.edge_store import EdgeStore
 from contextd.core.embedder import Bm25Encoder
 from contextd.core.server_store import ServerStore
 from contextd.core.store import (
+    VECTOR_FIELD,
     ChunkPoint,
     DocumentRef,
     Freshness,
@@ -24,6 +25,7 @@ from contextd.core.store import (
     SearchQuery,
     VectorStore,
     WriteBatch,
+    vector_field,
 )
 from contextd.core.types import AccessScope, iso
 
@@ -134,6 +136,43 @@ def test_payload_update_changes_acl_without_touching_vectors(store: VectorStore)
     store.write(WriteBatch(payload_updates=[PayloadUpdate([pid(1)], {"acl": ["group:finance"]})]))
     assert ids(store, {"public", "group:sales"}) == []
     assert ids(store, {"group:finance"}, mode="dense") == [pid(1)]
+
+
+def _vectors(store: VectorStore, *, with_vectors: bool = True) -> dict[str, object]:
+    hits = store.search(SearchQuery(scope=AccessScope(frozenset({"public"})), limit=10,
+                                    dense=unit(1), mode="dense", with_vectors=with_vectors))
+    assert all(VECTOR_FIELD not in h.payload for h in hits), "the copy is the adapter's own"
+    return {h.id: h.dense for h in hits}
+
+
+def test_hit_vectors_are_the_written_vectors(store: VectorStore) -> None:
+    written = {pid(n): unit(1, 0.1 * n, -0.05 * n) for n in range(5)}
+    store.write(WriteBatch(upserts=[point(n, written[pid(n)], "robot", acl=["public"])
+                                    for n in range(5)]))
+    vectors = _vectors(store)
+    assert set(vectors) == set(written)
+    for ident, vector in vectors.items():
+        assert isinstance(vector, np.ndarray) and vector.dtype == np.float32
+        assert np.array_equal(vector, np.asarray(written[ident], dtype=np.float32))
+    assert set(_vectors(store, with_vectors=False).values()) == {None}
+
+
+def test_points_without_a_usable_vector_copy_get_the_engines_vector(store: VectorStore) -> None:
+    """Points written before the payload copy existed (or with a damaged one) still come
+    back with their vector: the adapter asks the engine for those."""
+    written = {pid(n): unit(1, 0.2 * n) for n in range(4)}
+    store.write(WriteBatch(upserts=[point(n, written[pid(n)], "robot", acl=["public"])
+                                    for n in range(4)]))
+    store.write(WriteBatch(payload_updates=[
+        PayloadUpdate([pid(0)], {VECTOR_FIELD: None}),
+        PayloadUpdate([pid(1)], {VECTOR_FIELD: "not base64 at all!"}),
+        PayloadUpdate([pid(2)], {VECTOR_FIELD: vector_field([1.0, 0.0])}),  # wrong length
+    ]))
+    vectors = _vectors(store)
+    assert set(vectors) == set(written)
+    for ident, vector in vectors.items():
+        assert isinstance(vector, np.ndarray)
+        assert np.allclose(vector, written[ident], atol=1e-6), ident
 
 
 def test_deletes_existing_ids_and_count(store: VectorStore) -> None:

@@ -28,6 +28,7 @@ from qdrant_edge import (
     MatchValue,
     Modifier,
     PayloadSchemaType,
+    PayloadSelector,
     Point,
     Prefetch,
     Query,
@@ -42,10 +43,13 @@ from contextd.core.store import (
     DENSE,
     KEYWORD_FIELDS,
     SPARSE,
+    VECTOR_FIELD,
     Freshness,
     ScoredChunk,
     SearchQuery,
     WriteBatch,
+    take_vectors,
+    vector_field,
 )
 from contextd.core.types import AccessScope, iso
 
@@ -112,7 +116,8 @@ class EdgeStore:
         for start in range(0, len(batch.upserts), _WRITE_CHUNK):
             points = [
                 Point(p.id, {DENSE: [float(x) for x in p.dense],
-                             SPARSE: SparseVector(p.sparse.indices, p.sparse.values)}, p.payload)
+                             SPARSE: SparseVector(p.sparse.indices, p.sparse.values)},
+                      {**p.payload, VECTOR_FIELD: vector_field(p.dense)})
                 for p in batch.upserts[start:start + _WRITE_CHUNK]
             ]
             ops.append(UpdateOperation.upsert_points(points))
@@ -158,17 +163,22 @@ class EdgeStore:
             final, prefetches = Fusion.Rrf(k=query.rrf_k), stages
         request = QueryRequest(
             limit=query.limit, query=final, prefetches=prefetches, filter=flt,
-            with_payload=True, with_vector=[DENSE] if query.with_vectors else False,
+            with_payload=True if query.with_vectors else PayloadSelector.Exclude([VECTOR_FIELD]),
+            with_vector=False,
         )
         with self._lock.read():
             hits = self._shard.query(request)
-        return [
-            ScoredChunk(
-                id=str(h.id), score=float(h.score), payload=dict(h.payload or {}),
-                dense=_dense_of(h.vector) if query.with_vectors else None,
-            )
-            for h in hits
-        ]
+            ids = [str(h.id) for h in hits]
+            payloads = [dict(h.payload or {}) for h in hits]
+            vectors = take_vectors(ids, payloads, self.dim, self._engine_vectors) \
+                if query.with_vectors else [None] * len(ids)
+        return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v)
+                for i, h, p, v in zip(ids, hits, payloads, vectors, strict=True)]
+
+    def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
+        records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])
+        found = ((str(r.id), _dense_of(r.vector)) for r in records)
+        return {i: v for i, v in found if v is not None}
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:

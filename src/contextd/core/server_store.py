@@ -25,10 +25,13 @@ from contextd.core.store import (
     DENSE,
     KEYWORD_FIELDS,
     SPARSE,
+    VECTOR_FIELD,
     Freshness,
     ScoredChunk,
     SearchQuery,
     WriteBatch,
+    take_vectors,
+    vector_field,
 )
 from contextd.core.types import AccessScope, iso
 
@@ -100,7 +103,8 @@ class ServerStore:
         ops: list[Any] = []
         for start in range(0, len(batch.upserts), _WRITE_CHUNK):
             ops.append(m.UpsertOperation(upsert=m.PointsList(points=[
-                m.PointStruct(id=p.id, payload=p.payload, vector={
+                m.PointStruct(id=p.id, payload={**p.payload, VECTOR_FIELD: vector_field(p.dense)},
+                              vector={
                     DENSE: [float(x) for x in p.dense],
                     SPARSE: m.SparseVector(indices=p.sparse.indices, values=p.sparse.values)})
                 for p in batch.upserts[start:start + _WRITE_CHUNK]])))
@@ -148,15 +152,23 @@ class ServerStore:
         else:
             final, prefetch = rrf, stages
         with self._lock.read():
-            response = self.client.query_points(
+            points = self.client.query_points(
                 self.collection, query=final, using=using, prefetch=prefetch,
-                query_filter=flt, limit=query.limit, with_payload=True,
-                with_vectors=[DENSE] if query.with_vectors else False)
-        return [
-            ScoredChunk(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
-                        dense=_dense_of(p.vector) if query.with_vectors else None)
-            for p in response.points
-        ]
+                query_filter=flt, limit=query.limit,
+                with_payload=True if query.with_vectors else m.PayloadSelectorExclude(
+                    exclude=[VECTOR_FIELD]), with_vectors=False).points
+            ids = [str(p.id) for p in points]
+            payloads = [dict(p.payload or {}) for p in points]
+            vectors = take_vectors(ids, payloads, self.dim, self._engine_vectors) \
+                if query.with_vectors else [None] * len(ids)
+        return [ScoredChunk(id=i, score=float(p.score), payload=d, dense=v)
+                for i, p, d, v in zip(ids, points, payloads, vectors, strict=True)]
+
+    def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
+        records = self.client.retrieve(self.collection, ids, with_payload=False,
+                                       with_vectors=[DENSE])
+        found = ((str(r.id), _dense_of(r.vector)) for r in records)
+        return {i: v for i, v in found if v is not None}
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:

