@@ -48,7 +48,7 @@ from contextd.core.store import (
     ScoredChunk,
     SearchQuery,
     WriteBatch,
-    take_vectors,
+    scored_chunks,
     vector_field,
 )
 from contextd.core.types import AccessScope, iso
@@ -167,13 +167,8 @@ class EdgeStore:
             with_vector=False,
         )
         with self._lock.read():
-            hits = self._shard.query(request)
-            ids = [str(h.id) for h in hits]
-            payloads = [dict(h.payload or {}) for h in hits]
-            vectors = take_vectors(ids, payloads, self.dim, self._engine_vectors) \
-                if query.with_vectors else [None] * len(ids)
-        return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v)
-                for i, h, p, v in zip(ids, hits, payloads, vectors, strict=True)]
+            return scored_chunks(self._shard.query(request), self.dim,
+                                 self._engine_vectors if query.with_vectors else None)
 
     def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
         records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])

@@ -30,7 +30,7 @@ from contextd.core.store import (
     ScoredChunk,
     SearchQuery,
     WriteBatch,
-    take_vectors,
+    scored_chunks,
     vector_field,
 )
 from contextd.core.types import AccessScope, iso
@@ -157,12 +157,8 @@ class ServerStore:
                 query_filter=flt, limit=query.limit,
                 with_payload=True if query.with_vectors else m.PayloadSelectorExclude(
                     exclude=[VECTOR_FIELD]), with_vectors=False).points
-            ids = [str(p.id) for p in points]
-            payloads = [dict(p.payload or {}) for p in points]
-            vectors = take_vectors(ids, payloads, self.dim, self._engine_vectors) \
-                if query.with_vectors else [None] * len(ids)
-        return [ScoredChunk(id=i, score=float(p.score), payload=d, dense=v)
-                for i, p, d, v in zip(ids, points, payloads, vectors, strict=True)]
+            return scored_chunks(points, self.dim,
+                                 self._engine_vectors if query.with_vectors else None)
 
     def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
         records = self.client.retrieve(self.collection, ids, with_payload=False,

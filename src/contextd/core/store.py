@@ -71,19 +71,26 @@ def vector_of(value: object, dim: int) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=np.float32)
 
 
-def take_vectors(ids: Sequence[str], payloads: Sequence[dict[str, Any]], dim: int,
-                 fetch: Callable[[list[str]], dict[str, Sequence[float]]],
-                 ) -> list[np.ndarray | None]:
-    """Hits' vectors from their payload copies, removing the copies from the payloads;
-    ``fetch`` asks the engine for the points that have none (written before the copy
-    existed). Called under the adapter's read lock, so both come from the same version."""
-    vectors = [vector_of(payload.pop(VECTOR_FIELD, None), dim) for payload in payloads]
-    missing = [i for i, v in zip(ids, vectors, strict=True) if v is None]
-    if missing:
-        fetched = fetch(missing)
-        vectors = [v if v is not None else _array(fetched.get(i))
-                   for i, v in zip(ids, vectors, strict=True)]
-    return vectors
+def scored_chunks(hits: Sequence[Any], dim: int,
+                  fetch: Callable[[list[str]], dict[str, Sequence[float]]] | None,
+                  ) -> list[ScoredChunk]:
+    """Engine hits (anything with ``id``, ``score`` and ``payload``) as chunks. With
+    ``fetch`` (a search ``with_vectors``), each carries its vector from the payload copy,
+    which is removed from the payload; ``fetch`` asks the engine for the points that have
+    none (written before the copy existed). Called under the adapter's read lock, so both
+    come from the same version of each point."""
+    ids = [str(h.id) for h in hits]
+    payloads = [dict(h.payload or {}) for h in hits]
+    vectors: list[np.ndarray | None] = [None] * len(ids)
+    if fetch is not None:
+        vectors = [vector_of(payload.pop(VECTOR_FIELD, None), dim) for payload in payloads]
+        missing = [i for i, v in zip(ids, vectors, strict=True) if v is None]
+        if missing:
+            fetched = fetch(missing)
+            vectors = [v if v is not None else _array(fetched.get(i))
+                       for i, v in zip(ids, vectors, strict=True)]
+    return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v)
+            for i, h, p, v in zip(ids, hits, payloads, vectors, strict=True)]
 
 
 def _array(vector: Sequence[float] | None) -> np.ndarray | None:
