@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,40 @@ def test_query_graph_matches_the_eager_model(encoder: SentenceTransformerEncoder
     assert traced.dtype == np.float32 and traced.shape == eager.shape
     assert np.abs(traced - eager).max() < 1e-5
     assert abs(float(np.linalg.norm(traced)) - 1.0) < 1e-5
+
+
+def test_submitted_queries_are_tokenized_on_the_callers_thread(
+        encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder.encode_query("build the graph")  # traced on the model thread
+    graph = encoder._query_graph
+    assert graph is not None and graph.tokenizes_anywhere
+    threads: list[str] = []
+    tokenize = graph.tokenize
+
+    def recording(text: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return tokenize(text)
+
+    monkeypatch.setattr(graph, "tokenize", recording)
+    vector = encoder.submit_query("travel per diem").result()
+    assert threads == [threading.current_thread().name]
+    eager = encoder.model.encode(["travel per diem"], normalize_embeddings=True,
+                                 convert_to_numpy=True)[0]
+    assert np.abs(vector - eager).max() < 1e-5
+
+
+def test_queries_from_many_threads_beside_document_batches_embed_exactly(
+        encoder: SentenceTransformerEncoder) -> None:
+    """The graph's tokenizer is its own copy behind a lock: callers on many threads while
+    the model thread tokenizes documents neither fail nor mix up their inputs."""
+    encoder.encode_query("build the graph")
+    queries = [f"{q} {n}" for n in range(6) for q in QUERIES]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        documents = pool.submit(encoder.encode_documents, ["a travel policy paragraph"] * 256)
+        vectors = [f.result() for f in pool.map(encoder.submit_query, queries)]
+        documents.result()
+    eager = encoder.model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(np.stack(vectors) - eager).max() < 1e-4
 
 
 def test_documents_and_queries_share_one_space(encoder: SentenceTransformerEncoder) -> None:

@@ -120,8 +120,17 @@ class SentenceTransformerEncoder:
 
 
     def submit_query(self, text: str) -> Future[np.ndarray]:
-        """Start embedding a query on the model thread; the caller works meanwhile."""
-        return self._worker.submit(lambda: self._encode_here([text], "query")[0])
+        """Start embedding a query on the model thread; the caller works meanwhile.
+
+        Once the query graph is built, the query is tokenized here, on the caller's
+        thread, so the model thread runs only the graph, which holds no GIL: it no longer
+        waits for the interpreter lock behind the Python work a request does beside it.
+        """
+        graph = self.__dict__.get("_query_graph")
+        if graph is None or not graph.tokenizes_anywhere:
+            return self._worker.submit(lambda: self._encode_here([text], "query")[0])
+        features = graph.tokenize(text)
+        return self._worker.submit(self._run_graph, graph, features)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Model tokens the texts cost, as the model sees them (truncated at its maximum)."""
@@ -134,20 +143,37 @@ class SentenceTransformerEncoder:
     def _encode(self, texts: Sequence[str], purpose: str) -> np.ndarray:
         return self._worker.submit(self._encode_here, texts, purpose).result()
 
+    def _run_graph(self, graph: QueryGraph, features: Mapping[str, Any]) -> np.ndarray:
+        """One tokenized query through the graph: only ever called on the model thread."""
+        with self._narrowed("query"):
+            started = time.perf_counter()
+            vector = graph.run(features)[0]
+        EMBED_SECONDS.labels("query").observe(time.perf_counter() - started)
+        EMBED_BATCH.labels("query").observe(1)
+        return vector
+
+    @contextmanager
+    def _narrowed(self, purpose: str) -> Iterator[None]:
+        """Run the block on ``query_threads`` torch threads for a query (see __init__)."""
+        import torch
+
+        threads = torch.get_num_threads()
+        narrowed = self._query_threads if purpose == "query" else None
+        if narrowed is None or narrowed >= threads:
+            yield
+            return
+        torch.set_num_threads(narrowed)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
     def _encode_here(self, texts: Sequence[str], purpose: str) -> np.ndarray:
         """Encode on the calling thread: only ever called on the model thread."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        import torch
-
         started = time.perf_counter()
-        threads = torch.get_num_threads()
-        narrowed = self._query_threads if purpose == "query" else None
-        if narrowed is not None and narrowed >= threads:
-            narrowed = None
-        if narrowed is not None:
-            torch.set_num_threads(narrowed)
-        try:
+        with self._narrowed(purpose):
             graph = self._query_graph if purpose == "query" and len(texts) == 1 else None
             if graph is not None:
                 vectors = graph.encode(texts[0])
@@ -155,9 +181,6 @@ class SentenceTransformerEncoder:
                 vectors = self.model.encode(list(texts), batch_size=self.batch_size,
                                             normalize_embeddings=True, convert_to_numpy=True,
                                             show_progress_bar=False)
-        finally:
-            if narrowed is not None:
-                torch.set_num_threads(threads)
         EMBED_SECONDS.labels(purpose).observe(time.perf_counter() - started)
         EMBED_BATCH.labels(purpose).observe(len(texts))
         return np.asarray(vectors, dtype=np.float32)
@@ -181,6 +204,10 @@ class QueryGraph:
         self._graph = graph
         self._inputs = inputs
         self._tokenize = tokenize
+        # Only the graph's own tokenizer copy (``direct``) may run on any thread: the
+        # fallback, ``model.preprocess``, shares the model's tokenizer with document
+        # batches and so stays on the model thread.
+        self.tokenizes_anywhere = getattr(tokenize, "__name__", "") == "direct"
 
     @classmethod
     def trace(cls, model: Any) -> QueryGraph:
@@ -216,14 +243,21 @@ class QueryGraph:
                                      strict=False, check_trace=False)
             return cls(torch.jit.freeze(traced), inputs, _tokenizer_of(model, inputs))
 
-    def encode(self, text: str) -> np.ndarray:
-        """One unit vector of shape (1, dim), tokenized exactly as the model does."""
+    def tokenize(self, text: str) -> Mapping[str, Any]:
+        """The graph's inputs for ``text``, tokenized exactly as the model does."""
+        return self._tokenize(text)
+
+    def run(self, features: Mapping[str, Any]) -> np.ndarray:
+        """One unit vector of shape (1, dim) from :meth:`tokenize`'s output."""
         import torch
 
-        features = self._tokenize(text)
         with torch.inference_mode():
             vector = self._graph(*(features[k] for k in self._inputs))
         return vector.numpy()
+
+    def encode(self, text: str) -> np.ndarray:
+        """One unit vector of shape (1, dim) for ``text``."""
+        return self.run(self.tokenize(text))
 
 
 @contextmanager
@@ -245,21 +279,36 @@ _PROBES = ("a query to trace the model with", "Ünïcödé — query? with punct
 
 
 def _tokenizer_of(model: Any, inputs: list[str]) -> Callable[[str], Mapping[str, Any]]:
-    """The tokenizer called directly when it gives what ``model.preprocess`` gives on the
-    probes (a fraction of the time for one query), else ``preprocess`` itself."""
+    """A private copy of the model's tokenizer, called directly, when it gives what
+    ``model.preprocess`` gives on the probes (a fraction of the time for one query), else
+    ``preprocess`` itself.
+
+    The copy is the graph's alone, behind a lock: a fast tokenizer must not be called
+    from two threads at once ("Already borrowed"), and the model's own one tokenizes
+    document batches on the model thread meanwhile.
+    """
+    import copy
+    import threading
+
     import torch
 
     def preprocess(text: str) -> Mapping[str, Any]:
         return model.preprocess([text])
 
-    tokenizer = getattr(model, "tokenizer", None)
+    shared = getattr(model, "tokenizer", None)
     max_length = getattr(model, "max_seq_length", None)
-    if tokenizer is None or not max_length:
+    if shared is None or not max_length:
         return preprocess
+    try:
+        tokenizer = copy.deepcopy(shared)
+    except Exception:  # a tokenizer that cannot be copied: the model's path is still exact
+        return preprocess
+    lock = threading.Lock()
 
     def direct(text: str) -> Mapping[str, Any]:
-        return tokenizer([text], return_tensors="pt", truncation=True,
-                         max_length=max_length)
+        with lock:
+            return tokenizer([text], return_tensors="pt", truncation=True,
+                             max_length=max_length)
 
     for probe in _PROBES:
         want, got = preprocess(probe), direct(probe)
