@@ -192,7 +192,8 @@ def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     runtime.dense_encoder = encoder  # type: ignore[assignment]
     runtime.__dict__.pop("dense", None)
     encoder.inner.encode_documents(texts[:64])  # load and warm the model before any timing
-    print(f"corpus: {len(records)} records, {len(texts)} chunks; {len(queries)} queries")
+    print(f"corpus: {len(records)} records, {len(texts)} chunks; {len(queries)} queries "
+          f"({corpus.source()})")
 
     first = ingest_all(runtime, records, per_record, sample_every=args.sample_every)
     raw_rate, paired_rate = first["raw_rate"], first["paired_rate"]
@@ -237,7 +238,8 @@ def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
     for name, ok in targets.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     return {
-        "chunks": len(texts), "records": len(records), "queries": len(queries),
+        "corpus": corpus.source(), "chunks": len(texts), "records": len(records),
+        "queries": len(queries),
         "raw_encode_chunks_per_s": round(raw_rate, 1), "ingest_chunks_per_s": round(ours_rate, 1),
         "paired_ingest_chunks_per_s": round(paired_rate, 1), "raw_encode_chunks": first[
             "raw_chunks"], "ingest_ratio": round(paired_rate / raw_rate, 3), "index_build_s": round(

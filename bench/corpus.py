@@ -19,6 +19,17 @@ SETS = ("msmarco-subset", "dbpedia-subset", "business-reports-subset", "scifact"
 ACLS = (("public",), ("group:sales",), ("group:finance",), ("group:support", "user:ann"))
 
 
+def source() -> str:
+    """Which passages :func:`build` uses, for the report: a run on the sample-company
+    fallback (near-identical short documents, three queries) does not compare with one on
+    the BEIR sets."""
+    found = [name for name in SETS if (SHARED / name / "corpus.jsonl").is_file()]
+    if found:
+        return f"{', '.join(found)} from {SHARED}"
+    return (f"sample-company fallback: no BEIR sets under {SHARED} "
+            "(set CONTEXTD_BENCH_DATA); figures do not compare with BEIR runs")
+
+
 def _docs() -> Iterator[tuple[str, str, str]]:
     found = False
     for name in SETS:
