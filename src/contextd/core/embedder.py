@@ -123,8 +123,8 @@ class SentenceTransformerEncoder:
         """Start embedding a query on the model thread; the caller works meanwhile.
 
         Once the query graph is built, the query is tokenized here, on the caller's
-        thread, so the model thread runs only the graph, which holds no GIL: it no longer
-        waits for the interpreter lock behind the Python work a request does beside it.
+        thread, so the model thread runs only the graph, which takes the GIL a few times per
+        run: it waits less for the interpreter lock behind the request's Python work.
         """
         graph = self.__dict__.get("_query_graph")
         if graph is None or not graph.tokenizes_anywhere:
@@ -193,7 +193,8 @@ class QueryGraph:
     The eager model runs its layers as Python calls and takes the GIL between operations,
     so Python work on another thread (the request's key check, principals, the event loop)
     stalls it: beside a busy Python thread one query took 707 ms instead of 13.6. The graph
-    runs its operations in C++ without the GIL (26 ms beside the same thread) and alone
+    runs its operations in C++ and takes the GIL only a few times per run (26 ms beside
+    the same thread; not zero: tens of ms beside a thread that never blocks) and alone
     is faster too (10.5 vs 12.3 ms). Its vectors equal the eager model's
     (tests/unit/test_embedder.py). Batches of documents (padded, many lengths) stay on
     the eager path.
