@@ -112,3 +112,83 @@ def test_admitted_tokens_expire_are_bounded_and_hold_no_token() -> None:
     expired = RecentlyAdmitted(ttl_seconds=-1)
     expired.note("ctxd_e_4", "agent")
     assert expired.role_of("ctxd_e_4") is None
+
+
+def test_a_streamed_body_is_served_without_an_early_start(
+        events: list[str], live_server: LiveServer, runtime: Runtime) -> None:
+    """A chunked body declares no length: the middleware leaves it to the app untouched."""
+    import json
+
+    agent = keys(runtime.engine)["agent"]
+    assert _post(live_server, agent) == 200  # admitted
+    events.clear()
+    payload = json.dumps(BODY).encode()
+
+    def chunks() -> Any:
+        yield payload[:10]
+        yield payload[10:]
+
+    with live_server.client(agent) as client:
+        response = client.post("/v1/context", content=chunks(),
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert events == ["auth", f"embed:{BODY['query']}"]  # checked first, embedded once
+
+
+def test_the_middleware_hands_the_body_on_unchanged_in_as_many_parts() -> None:
+    """Pure ASGI: an admitted token's body in several messages reaches the app as sent,
+    with the embedding started; a body longer than declared starts nothing."""
+    import asyncio
+    import json
+    from types import SimpleNamespace
+
+    from contextd.api.early import EarlyEmbeddingMiddleware, started_embedding
+
+    submitted: list[str] = []
+
+    class Encoder:
+        def submit_query(self, text: str) -> Any:
+            from concurrent.futures import Future
+
+            submitted.append(text)
+            return Future()
+
+    admitted = RecentlyAdmitted()
+    admitted.note("ctxd_k_s", "agent")
+    runtime = SimpleNamespace(dense=Encoder(), settings=SimpleNamespace(max_query_chars=100))
+    app_state = SimpleNamespace(admitted=admitted, runtime=runtime)
+    seen: dict[str, Any] = {}
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        parts = []
+        while True:
+            message = await receive()
+            parts.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        seen["parts"] = parts
+        seen["early"] = started_embedding(scope)
+
+    def run(body: bytes, parts: list[bytes], declared: int) -> None:
+        messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+                    for i, p in enumerate(parts)]
+
+        async def receive() -> Any:
+            return messages.pop(0)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/context",
+                 "app": SimpleNamespace(state=app_state),
+                 "headers": [(b"authorization", b"Bearer ctxd_k_s"),
+                             (b"content-length", str(declared).encode())]}
+        middleware = EarlyEmbeddingMiddleware(inner, roles={"agent"}, max_bytes=10_000)
+        asyncio.run(middleware(scope, receive, lambda message: None))
+
+    body = json.dumps({"query": "travel per diem", "user_id": "u"}).encode()
+    run(body, [body[:7], body[7:20], body[20:]], len(body))
+    assert seen["parts"] == [body[:7], body[7:20], body[20:]]
+    assert submitted == ["travel per diem"] and seen["early"].text == "travel per diem"
+    assert seen["early"].vector.cancelled()  # unused by this app: dropped
+
+    submitted.clear()
+    run(body, [body[:7], body[7:]], 7)  # more than declared: left to the body limit
+    assert seen["parts"] == [body[:7], body[7:]] and seen["early"] is None and not submitted

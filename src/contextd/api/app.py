@@ -12,7 +12,8 @@ from fastapi.routing import APIRoute
 from contextd import __version__
 from contextd.api.admitted import RecentlyAdmitted
 from contextd.api.dashboard import routes as dashboard
-from contextd.api.deps import single_valued_query
+from contextd.api.deps import agent_roles, single_valued_query
+from contextd.api.early import EarlyEmbeddingMiddleware
 from contextd.api.errors import install_error_handlers
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from contextd.api.outcomes import ContextOutcomeMiddleware
@@ -82,6 +83,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
+    # Before routing and the other layers, so the model starts as the request arrives.
+    app.add_middleware(EarlyEmbeddingMiddleware, roles=agent_roles.required_roles,
+                       max_bytes=settings.max_request_bytes)
     # Outermost, so request outcomes the inner layers answer (413, 401, 5xx) are recorded.
     app.add_middleware(ContextOutcomeMiddleware)
     return app

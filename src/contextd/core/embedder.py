@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +26,7 @@ from contextd.core.store import SparseVec
 from contextd.core.telemetry import EMBED_BATCH, EMBED_SECONDS
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_START_WAIT_SECONDS = 0.002
 log = logging.getLogger(__name__)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,6 +83,8 @@ class SentenceTransformerEncoder:
         # instead of a cold one per calling thread, and concurrent requests queue here
         # instead of oversubscribing the cores.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="contextd-embed")
+        self._queue_lock = threading.Lock()
+        self._queued = 0  # encodes queued or running on the model thread
 
     @cached_property
     def model(self):  # type: ignore[no-untyped-def]  # SentenceTransformer, imported lazily
@@ -128,9 +132,17 @@ class SentenceTransformerEncoder:
         """
         graph = self.__dict__.get("_query_graph")
         if graph is None or not graph.tokenizes_anywhere:
-            return self._worker.submit(lambda: self._encode_here([text], "query")[0])
+            return self._submit(lambda: self._encode_here([text], "query")[0])
         features = graph.tokenize(text)
-        return self._worker.submit(self._run_graph, graph, features)
+        running = threading.Event()
+        idle = self._queued == 0
+        future = self._submit(self._run_graph, graph, features, running)
+        if idle:
+            # The model thread needs the GIL to reach the graph, and the caller (the event
+            # loop, in the API) would keep it through the Python that follows: wait until
+            # it is in. Not when it is busy: the query waits its turn either way.
+            running.wait(_START_WAIT_SECONDS)
+        return future
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Model tokens the texts cost, as the model sees them (truncated at its maximum)."""
@@ -141,11 +153,26 @@ class SentenceTransformerEncoder:
         return sum(len(ids) for ids in encoded["input_ids"])
 
     def _encode(self, texts: Sequence[str], purpose: str) -> np.ndarray:
-        return self._worker.submit(self._encode_here, texts, purpose).result()
+        return self._submit(self._encode_here, texts, purpose).result()
 
-    def _run_graph(self, graph: QueryGraph, features: Mapping[str, Any]) -> np.ndarray:
+    def _submit(self, fn: Callable[..., np.ndarray], *args: Any) -> Future[np.ndarray]:
+        """Queue ``fn`` on the model thread, counting what is queued or running there."""
+        with self._queue_lock:
+            self._queued += 1
+        future = self._worker.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[np.ndarray]) -> None:
+        with self._queue_lock:
+            self._queued -= 1
+
+    def _run_graph(self, graph: QueryGraph, features: Mapping[str, Any],
+                   running: threading.Event | None = None) -> np.ndarray:
         """One tokenized query through the graph: only ever called on the model thread."""
         with self._narrowed("query"):
+            if running is not None:
+                running.set()
             started = time.perf_counter()
             vector = graph.run(features)[0]
         EMBED_SECONDS.labels("query").observe(time.perf_counter() - started)

@@ -50,6 +50,8 @@ def supersede(candidates: list[Candidate]) -> list[Candidate]:
         if key:
             by_entity.setdefault(key, []).append(cand)
     for group in by_entity.values():
+        if len(group) < 2:  # most entities: one chunk in the candidates, nothing to cap
+            continue
         versions = sorted({c.updated_at for c in group}, reverse=True)
         if len(versions) < 2:
             continue

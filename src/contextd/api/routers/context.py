@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials
 
 from contextd.api.access import (
     audit_context,
@@ -18,7 +15,8 @@ from contextd.api.access import (
     redact_bundle,
 )
 from contextd.api.background import best_effort
-from contextd.api.deps import AgentKey, RuntimeDep, agent_roles, bearer
+from contextd.api.deps import AgentKey, RuntimeDep
+from contextd.api.early import started_embedding
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
 from contextd.core.errors import ContextdError, InvalidInput
@@ -36,44 +34,12 @@ router = APIRouter(prefix="/v1", tags=["context"])
 log = logging.getLogger(__name__)
 
 
-async def early_embedding(
-    request: Request, runtime: RuntimeDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> AsyncIterator[StartedEmbedding | None]:
-    """Start embedding the query while the key is checked and the body validated.
-
-    The model is most of a request's time; the key check, validation and the thread hops
-    can run beside it. Only for a token this process admitted lately with a role that may
-    call this route (``api.admitted``): a caller without a valid key never gets model
-    time. The key is still checked in full before anything is served; if a check fails,
-    the embedding is dropped (cancelled if it has not started).
-    """
-    early = None
-    if credentials is not None and request.app.state.admitted.role_of(
-            credentials.credentials) in agent_roles.required_roles:
-        early = _start_embedding(runtime, await request.body())
-    try:
-        yield early
-    finally:
-        if early is not None:
-            early.vector.cancel()  # a no-op once it ran; frees the model thread if not
-
-
-def _start_embedding(runtime: Runtime, raw: bytes) -> StartedEmbedding | None:
-    """The query's embedding, started, if the body looks valid enough to be served."""
-    submit = getattr(runtime.dense, "submit_query", None)
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    query = body.get("query") if isinstance(body, dict) else None
-    if submit is None or not isinstance(query, str):
-        return None
-    query = query.strip()
-    if not query or len(query) > runtime.settings.max_query_chars:
-        return None
-    wall, cpu = time.perf_counter(), time.process_time()
-    return StartedEmbedding(query, submit(query), wall_started=wall, cpu_started=cpu)
+async def early_embedding(request: Request) -> StartedEmbedding | None:
+    """The query's embedding if ``api.early`` started it as the request arrived (for a
+    token admitted lately). Used only once the key has passed its full check: FastAPI
+    resolves ``AgentKey`` before the route runs, and the middleware drops the embedding
+    if the request is refused."""
+    return started_embedding(request.scope)
 
 
 @router.post("/context", response_model=None,
