@@ -38,7 +38,8 @@ def open_store(settings: Settings, dim: int, *, memory: bool = False) -> VectorS
         return ServerStore.from_url(settings.qdrant_url, api_key, collection, dim)
     from contextd.core.edge_store import EdgeStore
 
-    return EdgeStore(settings.edge_path.parent / collection, dim)
+    return EdgeStore(settings.edge_path.parent / collection, dim,
+                     search_threads=settings.edge_search_threads)
 
 
 @dataclass

@@ -199,6 +199,21 @@ def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
     again.close()
 
 
+def test_edge_store_search_pool_size_changes_nothing_served(tmp_path: Path) -> None:
+    """``edge_search_threads`` sizes the shard's search pool on every open (persisted by the
+    engine, so each open states it): results are the same with one thread or several."""
+    points = random_corpus(7, n=120)
+    store = EdgeStore(tmp_path / "edge", DIM, search_threads=1)
+    store.write(WriteBatch(upserts=points))
+    query = SearchQuery(scope=AccessScope(frozenset({"public", "group:a"})), limit=20,
+                        dense=points[0].dense, mode="dense")
+    one = [(h.id, round(h.score, 6)) for h in store.search(query)]
+    store.close()
+    again = EdgeStore(tmp_path / "edge", DIM, search_threads=4)
+    assert [(h.id, round(h.score, 6)) for h in again.search(query)] == one and one
+    again.close()
+
+
 def random_corpus(seed: int, n: int = 200) -> list[ChunkPoint]:
     rng = np.random.default_rng(seed)
     groups = ["public", "group:a", "group:b", "group:c", "user:u1"]

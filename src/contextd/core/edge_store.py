@@ -7,6 +7,7 @@ too, leaving Python only supersession, de-duplication and packing.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,9 +89,10 @@ def freshness_formula(freshness: Freshness) -> Formula:
 class EdgeStore:
     """Qdrant Edge shard at ``path`` with a dense and a BM25 (IDF) named vector."""
 
-    def __init__(self, path: Path, dim: int) -> None:
+    def __init__(self, path: Path, dim: int, *, search_threads: int | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
+        self.search_threads = search_threads
         self._lock = ReadWriteLock()
         self._shard = self._open()
 
@@ -98,6 +100,7 @@ class EdgeStore:
         config = EdgeConfig(
             vectors={DENSE: EdgeVectorParams(size=self.dim, distance=Distance.Cosine)},
             sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+            max_search_threads=self.search_threads or os.cpu_count(),
         )
         if self.path.exists() and any(self.path.iterdir()):
             return EdgeShard.load(str(self.path), config)

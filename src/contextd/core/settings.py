@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     embedding_threads: int | None = None
     # torch threads for one query's embedding (documents use embedding_threads / all cores)
     embedding_query_threads: int = Field(1, ge=1)
+    # threads of the Edge shard's search pool (per-segment reads in parallel); None: one per
+    # CPU. 1 by default: see README "Performance" (on two cores the pool's idle threads
+    # slowed the request's own Python after each search, and one thread searched as fast)
+    edge_search_threads: int | None = Field(1, ge=1, le=256)
     chunk_size: int = Field(200, ge=32, le=4096)
     chunk_overlap: int = Field(20, ge=0, le=1024)
     freshness_floor: float = Field(0.75, ge=0.0, le=1.0)
