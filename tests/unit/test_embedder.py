@@ -106,3 +106,43 @@ def test_a_tokenizer_that_differs_from_preprocess_is_not_used() -> None:
 
     tokenize = _tokenizer_of(Model(), ["input_ids", "attention_mask"])
     assert torch.equal(tokenize("x")["input_ids"], ids)  # preprocess, not the tokenizer
+
+
+def test_a_query_on_an_idle_model_thread_is_running_when_submit_returns(
+        encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``submit_query`` waits (at most ``_START_WAIT_SECONDS``) for an idle model thread to
+    enter the graph, so the caller's Python that follows does not hold it off; behind
+    queued work it returns at once. The count of queued work returns to zero, cancelled
+    work included."""
+    import time
+
+    from contextd.core import embedder
+
+    encoder.encode_query("build the graph")
+    graph = encoder._query_graph
+    assert graph is not None and graph.tokenizes_anywhere
+    events: list[threading.Event] = []
+
+    class Recorded(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            events.append(self)
+
+    monkeypatch.setattr(embedder.threading, "Event", Recorded)
+    monkeypatch.setattr(embedder, "_START_WAIT_SECONDS", 5.0)  # generous: never the limit here
+    future = encoder.submit_query("travel per diem")
+    assert events and events[-1].is_set()  # the model thread was in before submit returned
+    future.result()
+    monkeypatch.undo()
+
+    gate = threading.Event()
+    blocker = encoder._submit(lambda: (gate.wait(10), np.zeros(1))[1])  # the thread is busy
+    started = time.perf_counter()
+    queued = encoder.submit_query("queued behind a batch")
+    assert time.perf_counter() - started < 1.0  # did not wait for a busy thread
+    dropped = encoder.submit_query("cancelled before it runs")
+    assert dropped.cancel()
+    gate.set()
+    blocker.result()
+    queued.result()
+    assert encoder._queued == 0
