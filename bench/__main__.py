@@ -24,9 +24,9 @@ from contextd.core.settings import Settings
 from contextd.core.store import Freshness, SearchQuery
 from contextd.core.types import AccessScope
 from contextd.ingest.chunking import Chunker
-from contextd.memory.keys import create_key
-from contextd.memory.principals import effective_principals, set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.keys import create_key
+from contextd.state.principals import effective_principals, set_user_groups
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH_RECORDS = 512

@@ -24,8 +24,8 @@ from tests.connectors.imap_server import DovecotServer
 from contextd.connectors.base import Connector
 from contextd.connectors.registry import build_connector
 from contextd.core.settings import Settings
-from contextd.ingest.sync import run_sync
 from contextd.runtime import Runtime
+from contextd.sync.pull import run_sync
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 WORDS = ("renewal", "discount", "forklift", "lidar", "pallet", "invoice", "warehouse",

@@ -17,8 +17,8 @@ from bench import corpus
 from bench.__main__ import ingest_all, latency_suite
 from contextd.core.settings import Settings
 from contextd.ingest.chunking import Chunker
-from contextd.memory.principals import set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.principals import set_user_groups
 
 BUILT = "bench-index-built"
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy.engine import Engine
 
 from contextd.core.types import SourceRecord
-from contextd.memory.keys import create_key
+from contextd.state.keys import create_key
 
 
 def record(source_id: str, text: str, *, acl: tuple[str, ...] = ("public",),

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from contextd.memory.db import create_schema, make_engine
+from contextd.state.db import create_schema, make_engine
 
 # CONTEXTD_TEST_PG points the suite at another server (its database is only used to connect).
 ADMIN_URL = os.environ.get("CONTEXTD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"

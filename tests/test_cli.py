@@ -63,8 +63,8 @@ def test_eval_prints_three_modes_and_stores_them_as_runs(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from contextd.core.settings import get_settings
-    from contextd.memory.db import make_engine
     from contextd.quality.evaluation import list_runs
+    from contextd.state.db import make_engine
 
     monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path / "state"))
     get_settings.cache_clear()
@@ -104,8 +104,8 @@ def test_keys_create_prints_a_working_key(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from contextd.core.settings import get_settings
-    from contextd.memory.db import make_engine
-    from contextd.memory.keys import authenticate
+    from contextd.state.db import make_engine
+    from contextd.state.keys import authenticate
 
     monkeypatch.setenv("CONTEXTD_DATA_DIR", str(tmp_path))
     get_settings.cache_clear()

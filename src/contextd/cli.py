@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from contextd.connectors.registry import build_connector
-    from contextd.ingest.sync import run_sync
+    from contextd.sync.pull import run_sync
 
     config: dict[str, Any] = json.loads(args.config) if args.config else {}
     config.setdefault("path", str(Path(args.path).resolve()))
@@ -57,7 +57,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     """Run a configured connector (``POST /v1/connectors``) once, now, and print the run."""
-    from contextd.memory.connectors import find_connector
+    from contextd.state.connectors import find_connector
 
     runtime = Runtime(settings)
     try:
@@ -70,7 +70,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from contextd.memory.keys import create_key
+    from contextd.state.keys import create_key
 
     runtime = Runtime(settings)
     try:
@@ -103,8 +103,8 @@ def cmd_memory_purge(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_groups_import(args: argparse.Namespace, settings: Settings) -> int:
     """Apply a CSV/LDIF membership export (the ``groups`` source kind) to the directory."""
     from contextd.connectors.groups import GroupsConfig, GroupsConnector
-    from contextd.ingest.directory import sync_directory
-    from contextd.memory import audit
+    from contextd.state import audit
+    from contextd.sync.directory import sync_directory
 
     connector = GroupsConnector(args.name, GroupsConfig(path=Path(args.path).resolve(),
                                                         format=args.format))

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from contextd.core.errors import ConfigError
-from contextd.memory.keys import create_key
-from contextd.memory.principals import set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.keys import create_key
+from contextd.state.principals import set_user_groups
 
 
 def _resolve_paths(config: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def _resolve_paths(config: dict[str, Any], base: Path) -> dict[str, Any]:
 def load_demo(runtime: Runtime, data_dir: Path) -> dict[str, Any]:
     """Sync every connector of ``data_dir/connectors.json`` and load its principals."""
     from contextd.connectors.registry import build_connector
-    from contextd.ingest.sync import run_sync
+    from contextd.sync.pull import run_sync
 
     manifest = data_dir / "connectors.json"
     if not manifest.is_file():

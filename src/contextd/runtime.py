@@ -15,13 +15,13 @@ from contextd.core.embedder import Bm25Encoder, DenseEncoder, SentenceTransforme
 from contextd.core.settings import Settings
 from contextd.core.store import VectorStore
 from contextd.ingest.chunking import Chunker
-from contextd.ingest.connector_service import ConnectorService
 from contextd.ingest.pipeline import Ingestor
-from contextd.ingest.retry import RetryPolicy
-from contextd.ingest.runs import RunSettings
-from contextd.memory.db import create_schema, make_engine
 from contextd.memory.recall import MemoryRecall
 from contextd.retrieval.service import Retriever
+from contextd.state.db import create_schema, make_engine
+from contextd.sync.connector_service import ConnectorService
+from contextd.sync.retry import RetryPolicy
+from contextd.sync.runs import RunSettings
 
 
 def open_store(settings: Settings, dim: int, *, memory: bool = False) -> VectorStore:

@@ -9,8 +9,8 @@ from sqlalchemy.engine import Engine
 
 from contextd.connectors.groups import GroupsConfig, GroupsConnector, Membership, parse_memberships
 from contextd.core.errors import ConfigError, InvalidInput
-from contextd.ingest.directory import sync_directory
-from contextd.memory.principals import effective_principals
+from contextd.state.principals import effective_principals
+from contextd.sync.directory import sync_directory
 
 LDIF = b"""version: 1
 
@@ -99,7 +99,7 @@ def test_cli_imports_an_export_and_reports_errors(
 
     from contextd.cli import main
     from contextd.core.settings import get_settings
-    from contextd.memory.db import make_engine
+    from contextd.state.db import make_engine
 
     export = tmp_path / "teams.csv"
     export.write_text("group,member\nsales,ana\nemea,group:sales\n")

@@ -15,9 +15,9 @@ import pytest
 
 from contextd.api.app import api_routes, create_app
 from contextd.api.routers.health import PUBLIC_PATHS
-from contextd.memory.keys import KeyPolicy, create_key, revoke_key
-from contextd.memory.principals import set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.keys import KeyPolicy, create_key, revoke_key
+from contextd.state.principals import set_user_groups
 from tests.conftest import LiveServer
 from tests.factories import keys, record
 

@@ -17,9 +17,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from contextd.api.app import create_app
-from contextd.memory.keys import KeyPolicy, create_key
-from contextd.memory.principals import set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.keys import KeyPolicy, create_key
+from contextd.state.principals import set_user_groups
 from tests.factories import record
 
 # "Schema-valid request rejected": limits that depend on configuration and on the key

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 
 from contextd.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from contextd.core.types import utcnow
-from contextd.memory import audit
-from contextd.memory.keys import (
+from contextd.state import audit
+from contextd.state.keys import (
     KeyPolicy,
     authenticate,
     create_key,
@@ -20,7 +20,7 @@ from contextd.memory.keys import (
     rotate_key,
     set_policy,
 )
-from contextd.memory.principals import (
+from contextd.state.principals import (
     effective_principals,
     get_user_groups,
     replace_memberships,

@@ -28,10 +28,10 @@ from contextd.api.access import context_scope
 from contextd.core.embedder import SentenceTransformerEncoder
 from contextd.core.settings import Settings
 from contextd.core.types import KINDS, PUBLIC, Tombstone
-from contextd.memory.keys import KeyPolicy
-from contextd.memory.principals import set_group_parents, set_user_groups
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
+from contextd.state.keys import KeyPolicy
+from contextd.state.principals import set_group_parents, set_user_groups
 from tests.factories import record
 
 VOCAB = ["invoice", "renewal", "salary", "budget", "roadmap", "incident", "holiday",

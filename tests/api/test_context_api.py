@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contextd.memory.keys import revoke_key
-from contextd.memory.principals import set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.keys import revoke_key
+from contextd.state.principals import set_user_groups
 from tests.conftest import LiveServer
 from tests.factories import keys, record
 
@@ -183,8 +183,8 @@ def test_unknown_route_and_method_are_json(api) -> None:  # type: ignore[no-unty
 def test_every_served_bundle_is_recorded_without_its_query_text(api) -> None:  # type: ignore[no-untyped-def]
     from sqlmodel import Session, select
 
-    from contextd.memory.bundles import query_hash
-    from contextd.memory.tables import BundleServed
+    from contextd.state.bundles import query_hash
+    from contextd.state.tables import BundleServed
 
     server, k = api
     body = _ctx(server, k["agent"], query="discount approval", session_id="s1",

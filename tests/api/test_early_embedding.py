@@ -12,8 +12,8 @@ import pytest
 
 from contextd.api import deps
 from contextd.api.admitted import RecentlyAdmitted
-from contextd.memory.keys import revoke_key
 from contextd.runtime import Runtime
+from contextd.state.keys import revoke_key
 from tests.conftest import LiveServer
 from tests.factories import keys, record
 

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from contextd.connectors.registry import build_connector
 from contextd.core.logging import JsonFormatter, request_id_var
 from contextd.core.telemetry import configure_tracing, span
-from contextd.ingest.sync import run_sync
-from contextd.memory.principals import set_user_groups
 from contextd.runtime import Runtime
+from contextd.state.principals import set_user_groups
+from contextd.sync.pull import run_sync
 from tests.conftest import SAMPLE_DATA, LiveServer
 from tests.factories import keys
 

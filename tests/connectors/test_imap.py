@@ -13,9 +13,9 @@ from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError, SourceError
 from contextd.core.settings import Settings
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
-from contextd.ingest.sync import run_sync
-from contextd.memory.documents import live_source_ids
 from contextd.runtime import Runtime
+from contextd.state.documents import live_source_ids
+from contextd.sync.pull import run_sync
 from tests.connectors.conftest import BOB, ERIN, USERS
 from tests.connectors.helpers import (
     CrashedMidSync,
@@ -149,7 +149,7 @@ def test_uidvalidity_change_rereads_the_folder_and_embeds_nothing(
     assert second.stats.records == 2  # the whole folder was read again ...
     assert second.stats.unchanged == 2 and second.stats.chunks_embedded == 0  # ... not embedded
     assert second.stats.deleted == 0
-    from contextd.memory.documents import load_cursor
+    from contextd.state.documents import load_cursor
 
     cursor = load_cursor(runtime.engine, name="mail")
     assert cursor is not None and cursor["folders"][mailbox]["uidvalidity"] == 7
@@ -284,7 +284,7 @@ _SYNC_SCRIPT = """
 import json, sys
 from contextd.connectors.registry import build_connector
 from contextd.core.settings import Settings
-from contextd.ingest.sync import run_sync
+from contextd.sync.pull import run_sync
 from contextd.runtime import Runtime
 runtime = Runtime(Settings(data_dir=sys.argv[1]))
 result = run_sync(build_connector("mail", "imap", json.loads(sys.argv[2])),

@@ -19,9 +19,9 @@ import pytest
 from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, SourceAuthError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
-from contextd.ingest.sync import run_sync
-from contextd.memory.documents import live_source_ids
 from contextd.runtime import Runtime
+from contextd.state.documents import live_source_ids
+from contextd.sync.pull import run_sync
 from tests.connectors.fake_saas import FakeSalesforce, Fault
 from tests.connectors.helpers import (
     CrashedMidSync,

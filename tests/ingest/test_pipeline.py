@@ -10,9 +10,9 @@ import pytest
 
 from contextd.core.embedder import SentenceTransformerEncoder
 from contextd.core.types import AccessScope, Tombstone
-from contextd.memory.documents import get_documents
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
+from contextd.state.documents import get_documents
 from tests.factories import record
 
 EVERYONE = AccessScope(frozenset({"public", "group:sales", "group:finance"}))

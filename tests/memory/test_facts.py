@@ -8,9 +8,9 @@ from sqlmodel import Session, col, select
 
 from contextd.core.types import Tombstone
 from contextd.memory.facts import facts_for
-from contextd.memory.principals import set_user_groups
-from contextd.memory.tables import EntityFact
 from contextd.runtime import Runtime
+from contextd.state.principals import set_user_groups
+from contextd.state.tables import EntityFact
 from tests.conftest import LiveServer
 from tests.factories import keys
 from tests.memory.conftest import deal

@@ -11,14 +11,14 @@ from sqlmodel import Session, func, select
 
 from contextd.core.types import utcnow
 from contextd.memory.interactions import memory_source
-from contextd.memory.principals import set_user_groups
-from contextd.memory.tables import (
+from contextd.runtime import Runtime
+from contextd.state.principals import set_user_groups
+from contextd.state.tables import (
     BundleServed,
     FeedbackRow,
     InteractionEntity,
     InteractionRow,
 )
-from contextd.runtime import Runtime
 from tests.conftest import LiveServer
 from tests.factories import keys, record
 from tests.memory.conftest import deal

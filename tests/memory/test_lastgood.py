@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from contextd.memory.db import make_engine
-from contextd.memory.lastgood import LastKnownGood
+from contextd.state.db import make_engine
+from contextd.state.lastgood import LastKnownGood
 
 
 def test_values_expire_stay_per_engine_and_are_bounded() -> None:

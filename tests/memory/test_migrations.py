@@ -8,7 +8,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from contextd.memory.db import alembic_config, create_schema, make_engine
+from contextd.state.db import alembic_config, create_schema, make_engine
 
 
 def _diff(url: str) -> list[object]:

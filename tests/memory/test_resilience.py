@@ -12,10 +12,10 @@ import pytest
 from sqlmodel import Session, func, select
 
 from contextd.memory.interactions import memory_source
-from contextd.memory.keys import revoke_key
-from contextd.memory.principals import set_user_groups
-from contextd.memory.tables import InteractionRow
 from contextd.runtime import Runtime
+from contextd.state.keys import revoke_key
+from contextd.state.principals import set_user_groups
+from contextd.state.tables import InteractionRow
 from tests.conftest import LiveServer
 from tests.factories import keys
 from tests.memory.conftest import deal

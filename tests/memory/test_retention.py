@@ -22,8 +22,8 @@ from contextd.memory.interactions import (
     record_interaction,
 )
 from contextd.memory.retention import start_purge_scheduler
-from contextd.memory.tables import InteractionEntity, InteractionRow
 from contextd.runtime import Runtime
+from contextd.state.tables import InteractionEntity, InteractionRow
 from tests.conftest import LiveServer
 from tests.factories import keys
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from contextd.memory.db import session_scope
-from contextd.memory.tables import (
+from contextd.state.db import session_scope
+from contextd.state.tables import (
     BundleServed,
     ConnectorCursor,
     ConnectorRow,

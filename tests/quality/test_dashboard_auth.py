@@ -3,8 +3,8 @@ bearer keys for scripts, the right role, and sessions that end with their key.""
 
 from __future__ import annotations
 
-from contextd.memory.keys import revoke_key
 from contextd.runtime import Runtime
+from contextd.state.keys import revoke_key
 from tests.conftest import LiveServer
 from tests.factories import keys
 

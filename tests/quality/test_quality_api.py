@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sqlmodel import Session, select
 
-from contextd.memory.tables import ContextRequestRow
 from contextd.runtime import Runtime
+from contextd.state.tables import ContextRequestRow
 from tests.conftest import LiveServer
 from tests.factories import keys, record
 from tests.quality.seed import END, seed

@@ -19,10 +19,10 @@ from contextd.core.embedder import SentenceTransformerEncoder
 from contextd.core.settings import Settings
 from contextd.core.types import AccessScope
 from contextd.demo import load_demo
-from contextd.memory.documents import get_documents
-from contextd.memory.principals import effective_principals
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
+from contextd.state.documents import get_documents
+from contextd.state.principals import effective_principals
 from tests.conftest import SAMPLE_DATA
 
 USERS = json.loads((SAMPLE_DATA / "principals.json").read_text())["users"]

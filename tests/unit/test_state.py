@@ -7,10 +7,10 @@ from pydantic import ValidationError
 
 from contextd.core.errors import AuthenticationFailed, InvalidInput
 from contextd.core.settings import Settings
-from contextd.memory.db import create_schema, make_engine
-from contextd.memory.keys import authenticate, create_key, list_keys, revoke_key
-from contextd.memory.principals import effective_principals, set_user_groups
-from contextd.memory.tables import ApiKeyRow, GroupMember
+from contextd.state.db import create_schema, make_engine
+from contextd.state.keys import authenticate, create_key, list_keys, revoke_key
+from contextd.state.principals import effective_principals, set_user_groups
+from contextd.state.tables import ApiKeyRow, GroupMember
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def engine(tmp_path):  # type: ignore[no-untyped-def]
 
 
 def test_effective_principals_resolve_nested_groups(engine) -> None:  # type: ignore[no-untyped-def]
-    from contextd.memory.db import session_scope
+    from contextd.state.db import session_scope
 
     set_user_groups(engine, user_id="ann", groups=["emea-sales"])
     with session_scope(engine) as session:

@@ -15,13 +15,13 @@ from contextd.core.errors import InvalidInput
 from contextd.core.settings import Settings
 from contextd.core.telemetry import REDACTIONS
 from contextd.core.types import AccessScope
-from contextd.memory import audit
-from contextd.memory.bundles import query_hash
-from contextd.memory.keys import ApiKey, KeyPolicy
-from contextd.memory.principals import effective_principals
 from contextd.retrieval.redaction import Redactor
 from contextd.retrieval.schemas import ContextBundle
 from contextd.runtime import Runtime
+from contextd.state import audit
+from contextd.state.bundles import query_hash
+from contextd.state.keys import ApiKey, KeyPolicy
+from contextd.state.principals import effective_principals
 
 
 def context_scope(engine: Engine, *, user_id: str, key: KeyPolicy,

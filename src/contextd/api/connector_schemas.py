@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from contextd.api.schemas import Strict
-from contextd.ingest.specs import AclOverride, ScheduleSpec
+from contextd.sync.specs import AclOverride, ScheduleSpec
 
 
 class ConnectorIn(Strict):

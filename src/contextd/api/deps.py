@@ -22,9 +22,9 @@ from contextd.core.errors import (
     RateLimited,
 )
 from contextd.core.telemetry import RATE_LIMITED
-from contextd.memory import audit
-from contextd.memory.keys import ApiKey, authenticate
 from contextd.runtime import Runtime
+from contextd.state import audit
+from contextd.state.keys import ApiKey, authenticate
 
 bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer ctxd_...`")
 

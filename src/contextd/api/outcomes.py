@@ -13,7 +13,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.api.threads import in_thread
-from contextd.memory.requests import record_context_request
+from contextd.state.requests import record_context_request
 
 log = logging.getLogger(__name__)
 

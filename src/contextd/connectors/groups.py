@@ -1,7 +1,7 @@
 """The ``groups`` source kind: group memberships from a directory export (CSV or LDIF).
 
 Unlike content connectors it yields no documents: it reads who belongs to which group
-and the directory sync (:mod:`contextd.ingest.directory`) replaces every membership this
+and the directory sync (:mod:`contextd.sync.directory`) replaces every membership this
 source set before, so a removal at the source is a removal here on the next sync.
 
 CSV: a header with ``group`` and ``member`` columns; a member is ``user:<id>``,

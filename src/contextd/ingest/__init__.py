@@ -1,1 +1,1 @@
-"""Normalize -> chunk -> hash/dedupe -> embed -> upsert, and the connector sync runner."""
+"""Normalize -> chunk -> hash/dedupe -> embed -> upsert."""

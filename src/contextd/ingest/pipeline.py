@@ -30,9 +30,9 @@ from contextd.core.store import ChunkPoint, DocumentRef, PayloadUpdate, VectorSt
 from contextd.core.tokens import count_tokens
 from contextd.core.types import SourceRecord, Tombstone, iso, utcnow
 from contextd.ingest.chunking import Chunker
-from contextd.memory.documents import get_documents, save_documents
 from contextd.memory.facts import close_facts, record_facts
-from contextd.memory.tables import DocumentRow
+from contextd.state.documents import get_documents, save_documents
+from contextd.state.tables import DocumentRow
 
 log = logging.getLogger(__name__)
 

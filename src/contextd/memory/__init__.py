@@ -1,4 +1,1 @@
-"""SQL state and memory: documents, principals, API keys (and later interactions, feedback).
-
-SQLModel on SQLite by default, PostgreSQL when ``CONTEXTD_DATABASE_URL`` says so.
-"""
+"""Memory of past interactions: interactions, entity facts, recall, feedback, retention."""

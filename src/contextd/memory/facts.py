@@ -21,8 +21,8 @@ from sqlmodel import Session, col, select, update
 
 from contextd.core.telemetry import FACTS_RECORDED
 from contextd.core.types import SourceRecord, Tombstone, as_utc, iso, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.tables import EntityFact
+from contextd.state.db import session_scope
+from contextd.state.tables import EntityFact
 
 log = logging.getLogger(__name__)
 

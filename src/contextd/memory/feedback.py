@@ -18,8 +18,8 @@ from sqlmodel import Session
 
 from contextd.core.errors import InvalidInput, NotFound
 from contextd.core.types import as_utc
-from contextd.memory.db import session_scope
-from contextd.memory.tables import BundleServed, FeedbackRow, InteractionRow
+from contextd.state.db import session_scope
+from contextd.state.tables import BundleServed, FeedbackRow, InteractionRow
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from contextd.core.errors import InvalidInput
 from contextd.core.store import ChunkPoint, VectorStore, WriteBatch
 from contextd.core.telemetry import MEMORY_INTERACTIONS, MEMORY_PURGED, span
 from contextd.core.types import as_utc, iso, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.tables import BundleServed, FeedbackRow, InteractionEntity, InteractionRow
 from contextd.retrieval.schemas import memory_text
+from contextd.state.db import session_scope
+from contextd.state.tables import BundleServed, FeedbackRow, InteractionEntity, InteractionRow
 
 log = logging.getLogger(__name__)
 

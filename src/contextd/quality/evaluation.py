@@ -20,14 +20,14 @@ from sqlmodel import Session, col, select
 from contextd.core.store import SearchMode
 from contextd.core.telemetry import span
 from contextd.core.types import AccessScope, iso
-from contextd.memory.db import session_scope
-from contextd.memory.principals import effective_principals
-from contextd.memory.tables import EvalRunRow, GoldenSetRow
 from contextd.quality.alerts import compare, publish_run, raise_alert
 from contextd.quality.golden import queries_of
 from contextd.retrieval.evaluation import ndcg_at, recall_at, reciprocal_rank
 from contextd.retrieval.schemas import ContextQuery
 from contextd.retrieval.service import Retriever
+from contextd.state.db import session_scope
+from contextd.state.principals import effective_principals
+from contextd.state.tables import EvalRunRow, GoldenSetRow
 
 log = logging.getLogger(__name__)
 

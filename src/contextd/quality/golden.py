@@ -21,8 +21,8 @@ from sqlmodel import Session, col, select
 
 from contextd.core.errors import Conflict, InvalidInput, NotFound
 from contextd.core.types import KINDS, iso, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.tables import DocumentRow, EvalRunRow, GoldenSetRow
+from contextd.state.db import session_scope
+from contextd.state.tables import DocumentRow, EvalRunRow, GoldenSetRow
 
 MAX_QUERIES = 5000
 

@@ -18,7 +18,6 @@ from sqlalchemy.engine import Engine
 
 from contextd.core.telemetry import span
 from contextd.core.types import as_utc, iso
-from contextd.memory.tables import FeedbackRow
 from contextd.quality import sources
 from contextd.quality.definitions import DEFINITIONS
 from contextd.quality.sources import (
@@ -29,6 +28,7 @@ from contextd.quality.sources import (
     ServedBundle,
 )
 from contextd.retrieval.service import parse_ts
+from contextd.state.tables import FeedbackRow
 
 DAY_SECONDS = 86400.0
 Bucket = Literal["hour", "day"]

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from contextd.core.types import iso
-from contextd.memory.tables import BundleServed
 from contextd.quality import sources
 from contextd.quality.evaluation import list_runs, run_json
 from contextd.quality.golden import golden_set_json, list_golden_sets
 from contextd.quality.metrics import quality_snapshot, quality_timeseries
+from contextd.state.tables import BundleServed
 
 
 def request_row(bundle: BundleServed) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from contextd.core.types import as_utc
-from contextd.memory.tables import (
+from contextd.state.tables import (
     BundleServed,
     ConnectorCursor,
     ConnectorRow,

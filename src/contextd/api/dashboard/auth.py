@@ -16,8 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from contextd.api.deps import RuntimeDep
 from contextd.api.threads import in_thread
 from contextd.core.errors import PermissionDenied
-from contextd.memory.keys import ApiKey, authenticate
-from contextd.memory.sessions import session_key
+from contextd.state.keys import ApiKey, authenticate
+from contextd.state.sessions import session_key
 
 COOKIE = "contextd_dashboard"
 DASHBOARD_ROLES = frozenset({"analyst", "admin"})

@@ -18,9 +18,9 @@ from contextd.api.deps import RuntimeDep
 from contextd.api.threads import in_thread
 from contextd.core.errors import AuthenticationFailed
 from contextd.core.types import as_utc, utcnow
-from contextd.memory.keys import authenticate
-from contextd.memory.sessions import close_session, open_session
 from contextd.quality.report import dashboard_report
+from contextd.state.keys import authenticate
+from contextd.state.sessions import close_session, open_session
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 log = logging.getLogger(__name__)

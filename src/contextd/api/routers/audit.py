@@ -11,7 +11,7 @@ from contextd.api.deps import ReaderKey, RuntimeDep
 from contextd.api.schemas import AuditEventOut, AuditPageOut
 from contextd.core.errors import InvalidInput
 from contextd.core.types import as_utc
-from contextd.memory.audit import MAX_PAGE, AuditFilter, query
+from contextd.state.audit import MAX_PAGE, AuditFilter, query
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]

@@ -19,10 +19,10 @@ from contextd.api.connector_schemas import (
 )
 from contextd.api.deps import AdminKey, ReaderKey, RuntimeDep
 from contextd.core.types import as_utc
-from contextd.ingest.connector_service import ConnectorService
-from contextd.memory import audit
-from contextd.memory.keys import ApiKey
-from contextd.memory.tables import ConnectorRow, QuarantineRow, SyncRunRow
+from contextd.state import audit
+from contextd.state.keys import ApiKey
+from contextd.state.tables import ConnectorRow, QuarantineRow, SyncRunRow
+from contextd.sync.connector_service import ConnectorService
 
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
 ConnectorId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]

@@ -23,12 +23,12 @@ from contextd.core.errors import ContextdError, InvalidInput
 from contextd.core.settings import Settings
 from contextd.core.telemetry import CONTEXT_ITEMS, MEMORY_RECALL, TOKENS_SERVED
 from contextd.core.types import AccessScope
-from contextd.memory.bundles import record_bundle
-from contextd.memory.costs import record_cost
-from contextd.memory.keys import ApiKey
 from contextd.retrieval.schemas import ContextBundle, ContextQuery, bundle_json
 from contextd.retrieval.service import StageTimer, StartedEmbedding
 from contextd.runtime import Runtime
+from contextd.state.bundles import record_bundle
+from contextd.state.costs import record_cost
+from contextd.state.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["context"])
 log = logging.getLogger(__name__)

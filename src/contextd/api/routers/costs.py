@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from contextd.api.deps import ReaderKey, RuntimeDep
-from contextd.memory.costs import cost_events, daily_costs
+from contextd.state.costs import cost_events, daily_costs
 
 router = APIRouter(prefix="/v1/costs", tags=["costs"])
 

@@ -19,8 +19,8 @@ from contextd.api.schemas import (
     KeyPolicyOut,
     KeyRotatedOut,
 )
-from contextd.memory import audit
-from contextd.memory.keys import (
+from contextd.state import audit
+from contextd.state.keys import (
     ApiKey,
     KeyPolicy,
     create_key,

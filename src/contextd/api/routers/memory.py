@@ -26,7 +26,7 @@ from contextd.memory.interactions import (
     list_interactions,
     record_interaction,
 )
-from contextd.memory.keys import ApiKey
+from contextd.state.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["memory"])
 

@@ -20,9 +20,9 @@ from contextd.api.schemas import (
 )
 from contextd.connectors.groups import parse_memberships
 from contextd.core.errors import NotFound
-from contextd.memory import audit
-from contextd.memory.keys import ApiKey
-from contextd.memory.principals import (
+from contextd.state import audit
+from contextd.state.keys import ApiKey
+from contextd.state.principals import (
     effective_principals,
     get_user_groups,
     replace_memberships,

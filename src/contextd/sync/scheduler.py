@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from contextd.core.types import utcnow
-from contextd.memory.tables import ConnectorRow
+from contextd.state.tables import ConnectorRow
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from contextd.memory.db import session_scope
-from contextd.memory.tables import BundleServed
 from contextd.retrieval.schemas import ContextBundle
+from contextd.state.db import session_scope
+from contextd.state.tables import BundleServed
 
 
 def query_hash(query: str) -> str:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contextd.connectors.filesystem import valid_principals
-from contextd.ingest.scheduler import DEFAULT_MISFIRE_GRACE_SECONDS, cron_trigger
+from contextd.sync.scheduler import DEFAULT_MISFIRE_GRACE_SECONDS, cron_trigger
 
 
 class ScheduleSpec(BaseModel):

@@ -13,9 +13,9 @@ import pytest
 
 from contextd.connectors import registry
 from contextd.core.telemetry import REGISTRY
-from contextd.ingest.runs import RunSettings, execute_run
 from contextd.runtime import Runtime
-from tests.scheduling.http_source import ItemsConnector, ItemsServer
+from contextd.sync.runs import RunSettings, execute_run
+from tests.sync.http_source import ItemsConnector, ItemsServer
 
 TOKEN = "s3cret-token"
 

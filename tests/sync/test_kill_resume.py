@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, text
 from sqlmodel import Session, select
 
 from contextd.core.settings import Settings
-from contextd.memory.tables import DocumentRow, SyncRunRow
 from contextd.runtime import Runtime
+from contextd.state.tables import DocumentRow, SyncRunRow
 from tests.conftest import REPO, _free_port
 from tests.pg import scratch_database
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from contextd.core.types import utcnow
-from contextd.memory.tables import ConnectorLease
+from contextd.state.tables import ConnectorLease
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from sqlmodel import Session, col, delete, select
 
 from contextd.core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
 from contextd.core.types import KINDS, as_utc, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.lastgood import LastKnownGood
-from contextd.memory.tables import ApiKeyPolicy, ApiKeyRow, RetiredKeySecret
+from contextd.state.db import session_scope
+from contextd.state.lastgood import LastKnownGood
+from contextd.state.tables import ApiKeyPolicy, ApiKeyRow, RetiredKeySecret
 
 ROLES = ("admin", "agent", "analyst")
 _PREFIX = "ctxd_"

@@ -430,7 +430,7 @@ class RetiredKeySecret(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     """One append-only audit entry: a context request or an admin action.
 
-    Rows are only ever inserted (``memory.audit`` has no update or delete path).
+    Rows are only ever inserted (``state.audit`` has no update or delete path).
     """
 
     __tablename__ = "audit_log"

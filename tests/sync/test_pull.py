@@ -12,9 +12,9 @@ import pytest
 from contextd.cli import main
 from contextd.connectors.registry import build_connector
 from contextd.core.types import AccessScope
-from contextd.ingest.sync import run_sync
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
+from contextd.sync.pull import run_sync
 from tests.conftest import SAMPLE_DATA
 
 EVERYONE = AccessScope(frozenset({"public", "group:sales", "group:finance"}))
@@ -57,7 +57,7 @@ def test_reconciliation_tombstones_what_the_source_no_longer_lists(
     connector = build_connector("docs", "filesystem", {"path": str(docs)})
     run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     (docs / "product/product-overview.html").unlink()
-    from contextd.memory.documents import save_cursor
+    from contextd.state.documents import save_cursor
 
     save_cursor(runtime.engine, name="docs", kind="filesystem", cursor={})  # cursor lost
     result = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)

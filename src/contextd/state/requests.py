@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from contextd.memory.db import session_scope
-from contextd.memory.tables import ContextRequestRow
+from contextd.state.db import session_scope
+from contextd.state.tables import ContextRequestRow
 
 
 def record_context_request(engine: Engine, *, status: int, latency_ms: float,

@@ -14,9 +14,9 @@ from sqlmodel import Session, col, delete, select
 
 from contextd.core.errors import InvalidInput
 from contextd.core.types import PUBLIC, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.lastgood import LastKnownGood
-from contextd.memory.tables import GroupMember, UserRow
+from contextd.state.db import session_scope
+from contextd.state.lastgood import LastKnownGood
+from contextd.state.tables import GroupMember, UserRow
 
 MAX_GROUP_DEPTH = 16
 log = logging.getLogger(__name__)

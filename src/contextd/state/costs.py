@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from contextd.core.types import as_utc, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.tables import CostEvent
+from contextd.state.db import session_scope
+from contextd.state.tables import CostEvent
 
 
 def record_cost(engine: Engine, *, kind: str, ref: str, embed_tokens: int,

@@ -1,6 +1,6 @@
 """Directory sync: make the memberships a ``groups`` source set equal to its export.
 
-One transaction per run (see :func:`contextd.memory.principals.replace_memberships`), so
+One transaction per run (see :func:`contextd.state.principals.replace_memberships`), so
 the directory never shows half an import; removals apply on the very next request.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from contextd.connectors.groups import GroupsConnector
 from contextd.core.telemetry import span
-from contextd.memory.principals import replace_memberships
+from contextd.state.principals import replace_memberships
 
 log = logging.getLogger(__name__)
 

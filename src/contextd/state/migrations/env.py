@@ -1,6 +1,6 @@
 """Alembic environment for contextd's SQL schema.
 
-Run programmatically by :func:`contextd.memory.db.create_schema` (which hands over an open
+Run programmatically by :func:`contextd.state.db.create_schema` (which hands over an open
 connection in ``config.attributes["connection"]``), or by the ``alembic`` command with the
 repository's ``alembic.ini``, where the URL comes from ``CONTEXTD_DATABASE_URL`` (or the
 SQLite file in ``CONTEXTD_DATA_DIR``).
@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-from contextd.memory import tables  # noqa: F401  (registers the tables on the metadata)
+from contextd.state import tables  # noqa: F401  (registers the tables on the metadata)
 
 target_metadata = SQLModel.metadata
 
@@ -34,7 +34,7 @@ def run() -> None:
         _configure(connection)
         return
     from contextd.core.settings import get_settings
-    from contextd.memory.db import make_engine
+    from contextd.state.db import make_engine
 
     engine = make_engine(context.config.get_main_option("sqlalchemy.url")
                          or get_settings().sql_url)

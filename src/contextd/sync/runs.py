@@ -18,9 +18,7 @@ from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, ContextdError, SourceAuthError
 from contextd.core.types import Batch, utcnow
 from contextd.ingest.pipeline import Ingestor
-from contextd.ingest.retry import RetryPolicy
-from contextd.ingest.sync import SyncResult, run_sync
-from contextd.memory.connectors import (
+from contextd.state.connectors import (
     get_connector,
     list_quarantine,
     mark_interrupted,
@@ -29,8 +27,10 @@ from contextd.memory.connectors import (
     save_run,
     start_run,
 )
-from contextd.memory.leases import try_acquire
-from contextd.memory.tables import ConnectorRow, SyncRunRow
+from contextd.state.leases import try_acquire
+from contextd.state.tables import ConnectorRow, SyncRunRow
+from contextd.sync.pull import SyncResult, run_sync
+from contextd.sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete
 
 from contextd.core.types import as_utc, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.keys import ApiKey
-from contextd.memory.tables import ApiKeyRow, DashboardSession
+from contextd.state.db import session_scope
+from contextd.state.keys import ApiKey
+from contextd.state.tables import ApiKeyRow, DashboardSession
 
 
 def _hash(token: str) -> str:

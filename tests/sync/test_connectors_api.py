@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from contextd.memory.tables import ConnectorRow, DocumentRow, QuarantineRow, SyncRunRow
 from contextd.runtime import Runtime
+from contextd.state.tables import ConnectorRow, DocumentRow, QuarantineRow, SyncRunRow
 from tests.conftest import LiveServer
 from tests.factories import keys
 from tests.pg import scratch_database

@@ -14,7 +14,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from contextd.memory import tables  # noqa: F401  (registers the tables on the metadata)
+from contextd.state import tables  # noqa: F401  (registers the tables on the metadata)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-MIGRATIONS = "contextd.memory:migrations"
+MIGRATIONS = "contextd.state:migrations"
 INITIAL_REVISION = "0001"
 # What the initial revision creates: a pre-migration database is completed up to exactly
 # this, so the later revisions then apply to it like to any other database.

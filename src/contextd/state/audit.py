@@ -18,8 +18,8 @@ from sqlmodel import Session, col, select
 
 from contextd.core.telemetry import span
 from contextd.core.types import as_utc
-from contextd.memory.db import session_scope
-from contextd.memory.tables import AuditEvent
+from contextd.state.db import session_scope
+from contextd.state.tables import AuditEvent
 
 log = logging.getLogger(__name__)
 

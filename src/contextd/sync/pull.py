@@ -34,9 +34,9 @@ from contextd.core.telemetry import (
 )
 from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
 from contextd.ingest.pipeline import Ingestor, IngestStats
-from contextd.ingest.retry import RetryPolicy
-from contextd.memory.costs import record_cost
-from contextd.memory.documents import live_source_ids, load_cursor, save_cursor
+from contextd.state.costs import record_cost
+from contextd.state.documents import live_source_ids, load_cursor, save_cursor
+from contextd.sync.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -6,8 +6,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from contextd.ingest.scheduler import ConnectorScheduler, build_trigger
-from contextd.memory.tables import ConnectorRow
+from contextd.state.tables import ConnectorRow
+from contextd.sync.scheduler import ConnectorScheduler, build_trigger
 
 
 def row(schedule: dict[str, object], enabled: bool = True) -> ConnectorRow:

@@ -23,12 +23,12 @@ from contextd.connectors.secrets import mask_config, merge_config
 from contextd.core.errors import ConfigError, Conflict
 from contextd.core.store import VectorStore, WriteBatch
 from contextd.ingest.pipeline import Ingestor
-from contextd.ingest.runs import RunSettings, execute_run, lease_name
-from contextd.ingest.scheduler import ConnectorScheduler
-from contextd.ingest.specs import AclOverride, ScheduleSpec
-from contextd.memory import connectors as repo
-from contextd.memory.leases import try_acquire
-from contextd.memory.tables import ConnectorRow, QuarantineRow, SyncRunRow
+from contextd.state import connectors as repo
+from contextd.state.leases import try_acquire
+from contextd.state.tables import ConnectorRow, QuarantineRow, SyncRunRow
+from contextd.sync.runs import RunSettings, execute_run, lease_name
+from contextd.sync.scheduler import ConnectorScheduler
+from contextd.sync.specs import AclOverride, ScheduleSpec
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from contextd.core.types import utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.tables import ConnectorCursor, DocumentRow
+from contextd.state.db import session_scope
+from contextd.state.tables import ConnectorCursor, DocumentRow
 
 _IN_CHUNK = 500  # ids per IN (...) clause: stays under every backend's parameter limit
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from contextd.memory.leases import try_acquire
+from contextd.state.leases import try_acquire
 from tests.conftest import REPO
 from tests.pg import service_engine
 
@@ -43,8 +43,8 @@ def test_a_dead_holder_does_not_block_forever(engine: Engine) -> None:
     connection; on SQLite the row lease expires."""
     script = (
         "import sys, time\n"
-        "from contextd.memory.db import make_engine\n"
-        "from contextd.memory.leases import try_acquire\n"
+        "from contextd.state.db import make_engine\n"
+        "from contextd.state.leases import try_acquire\n"
         "lease = try_acquire(make_engine(sys.argv[1]), 'connector:k', ttl_seconds=2)\n"
         "print('held' if lease else 'busy', flush=True)\n"
         "time.sleep(60)\n")

@@ -14,8 +14,8 @@ from sqlmodel import Session, col, select
 
 from contextd.core.errors import Conflict, NotFound
 from contextd.core.types import RecordFailure, as_utc, utcnow
-from contextd.memory.db import session_scope
-from contextd.memory.tables import (
+from contextd.state.db import session_scope
+from contextd.state.tables import (
     ConnectorCursor,
     ConnectorRow,
     DocumentRow,

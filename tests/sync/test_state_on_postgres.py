@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from contextd.core.errors import Conflict
-from contextd.memory.tables import SyncRunRow
 from contextd.runtime import Runtime
+from contextd.state.tables import SyncRunRow
 from tests.pg import scratch_database
 
 
