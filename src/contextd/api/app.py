@@ -13,8 +13,10 @@ from contextd import __version__
 from contextd.api.admitted import RecentlyAdmitted
 from contextd.api.dashboard import routes as dashboard
 from contextd.api.deps import agent_roles, single_valued_query
+from contextd.api.docs import install_offline_docs
 from contextd.api.early import EarlyEmbeddingMiddleware
 from contextd.api.errors import install_error_handlers
+from contextd.api.mcpmount import install_mcp, run_mcp
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from contextd.api.outcomes import ContextOutcomeMiddleware
 from contextd.api.ratelimit import make_rate_limiter
@@ -30,6 +32,7 @@ from contextd.api.routers import (
     metrics,
     principals,
     quality,
+    sources,
 )
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
@@ -55,7 +58,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             runtime.connectors.start_scheduler()
         _ = runtime.memory_engine, runtime.memory_store
         scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
-        yield
+        async with run_mcp(app):  # the mounted MCP endpoint's sessions live as long as we do
+            yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         if owns_runtime:
@@ -65,7 +69,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
-                  redoc_url=None,
+                  redoc_url=None, docs_url=None,  # /docs is served offline, below
                   # contextd owns its server spans, metrics and logs (with the rule that query
                   # text is never recorded); FastAPI's automatic telemetry would duplicate them
                   # and log validation errors verbatim, so it stays off.
@@ -77,9 +81,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
                    metrics.router, costs.router, connectors.router, quality.router,
-                   evals.router, dashboard.router, memory.router, audit.router):
+                   evals.router, dashboard.router, memory.router, audit.router,
+                   sources.router):
         app.include_router(router)
     dashboard.mount_static(app)
+    install_offline_docs(app)
+    install_mcp(app, runtime)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)

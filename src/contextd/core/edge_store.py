@@ -193,6 +193,30 @@ class EdgeStore:
         with self._lock.read():
             return int(self._shard.count(CountRequest(filter=flt, exact=True)))
 
+    def document_chunks(self, scope: AccessScope, source: str, source_id: str,
+                        limit: int = 10_000) -> list[dict[str, Any]]:
+        from qdrant_edge import ScrollRequest
+
+        if scope.is_empty:
+            return []
+        flt = scope_filter(scope, [FieldCondition("source", match=MatchValue(source)),
+                                   FieldCondition("source_id", match=MatchValue(source_id))])
+        request = ScrollRequest(limit=limit, filter=flt, with_vector=False,
+                                with_payload=PayloadSelector.Exclude([VECTOR_FIELD]))
+        with self._lock.read():
+            records, _ = self._shard.scroll(request)
+        return [dict(r.payload or {}) for r in records]
+
+    def source_counts(self, scope: AccessScope, limit: int = 1000) -> dict[str, int]:
+        from qdrant_edge import FacetRequest
+
+        if scope.is_empty:
+            return {}
+        with self._lock.read():
+            found = self._shard.facet(FacetRequest("source", limit=limit, exact=True,
+                                                   filter=scope_filter(scope)))
+        return {str(hit.value): int(hit.count) for hit in found.hits}
+
     def optimize(self) -> None:
         """Build HNSW and merge segments after a large ingest (blocks writers, not needed for
         correctness)."""

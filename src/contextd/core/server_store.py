@@ -180,6 +180,28 @@ class ServerStore:
         with self._lock.read():
             return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
+    def document_chunks(self, scope: AccessScope, source: str, source_id: str,
+                        limit: int = 10_000) -> list[dict[str, Any]]:
+        if scope.is_empty:
+            return []
+        flt = m.Filter(must=[
+            scope_filter(scope),
+            m.FieldCondition(key="source", match=m.MatchValue(value=source)),
+            m.FieldCondition(key="source_id", match=m.MatchValue(value=source_id))])
+        with self._lock.read():
+            records, _ = self.client.scroll(
+                self.collection, scroll_filter=flt, limit=limit, with_vectors=False,
+                with_payload=m.PayloadSelectorExclude(exclude=[VECTOR_FIELD]))
+        return [dict(r.payload or {}) for r in records]
+
+    def source_counts(self, scope: AccessScope, limit: int = 1000) -> dict[str, int]:
+        if scope.is_empty:
+            return {}
+        with self._lock.read():
+            found = self.client.facet(self.collection, key="source", facet_filter=scope_filter(
+                scope), limit=limit, exact=True)
+        return {str(hit.value): int(hit.count) for hit in found.hits}
+
     def optimize(self) -> None:
         """The server optimizes on its own schedule; nothing to do."""
 

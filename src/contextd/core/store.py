@@ -208,6 +208,16 @@ class VectorStore(Protocol):
         """Number of stored chunks, in all or in one source."""
         ...
 
+    def document_chunks(self, scope: AccessScope, source: str, source_id: str,
+                        limit: int = 10_000) -> list[dict[str, Any]]:
+        """Payloads of the chunks of one document visible to ``scope`` (the scope is part
+        of the engine filter), in no particular order; empty when none is visible."""
+        ...
+
+    def source_counts(self, scope: AccessScope, limit: int = 1000) -> dict[str, int]:
+        """Chunks visible to ``scope`` per source (counted by the engine under the filter)."""
+        ...
+
     def close(self) -> None:
         """Flush and release the engine."""
         ...

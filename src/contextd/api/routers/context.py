@@ -25,6 +25,7 @@ from contextd.core.telemetry import CONTEXT_ITEMS, MEMORY_RECALL, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.retrieval.schemas import ContextBundle, ContextQuery, bundle_json
 from contextd.retrieval.service import StageTimer, StartedEmbedding
+from contextd.retrieval.sources import check_sources, known_sources
 from contextd.runtime import Runtime
 from contextd.state.bundles import record_bundle
 from contextd.state.costs import record_cost
@@ -79,6 +80,8 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         raise InvalidInput(f"top_k exceeds the limit of {settings.max_top_k}",
                            details=[{"field": "top_k"}])
     check_key_limits(key, body)
+    if body.sources:
+        check_sources(body.sources, known_sources(runtime.engine), key.policy.sources)
     freshness = body.freshness
     if freshness and any(v <= 0 for v in freshness.half_life_days.values()):
         raise InvalidInput("half_life_days values must be > 0",
