@@ -276,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     check.add_argument("--no-freshness", action="store_true")
     check.set_defaults(func=cmd_quality_check)
+
+    from contextd import mcp_stdio  # `contextd mcp`: its own module, imported light
+
+    mcp_stdio.register(sub)
     return parser
 
 

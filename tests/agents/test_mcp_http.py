@@ -17,6 +17,7 @@ from tests.agents.world import (
     http_context,
     load_world,
     mcp_session,
+    ranked,
     run,
     structured,
     text_of,
@@ -66,7 +67,7 @@ def test_get_context_returns_the_items_of_post_context(server: LiveServer,
         async with mcp_session(f"{server.base_url}/mcp", agent) as session:
             result = await session.call_tool("get_context", body)
             bundle = structured(result)
-            assert [i["id"] for i in bundle["items"]] == [i["id"] for i in expected["items"]]
+            assert ranked(bundle) == ranked(expected)
             assert {(i["source"], i["source_id"]) for i in bundle["items"]} >= RESTRICTED - {
                 ("crm", "acme.json")}
             text = text_of(result)

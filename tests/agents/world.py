@@ -73,3 +73,9 @@ def http_context(client: httpx.Client, **body: Any) -> dict[str, Any]:
 
 
 
+
+
+def ranked(bundle: dict[str, Any]) -> list[tuple[float, str]]:
+    """Items as (score to 4 places, id), best first, ties by id: two answers to the same
+    request compare equal even when the engine orders exact ties differently."""
+    return sorted((-round(float(i["score"]), 4), i["id"]) for i in bundle["items"])

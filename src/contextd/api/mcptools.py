@@ -103,12 +103,19 @@ def bundle_text(bundle: dict[str, Any]) -> str:
 
 
 def build_server(api: AsyncClient,
-                 headers_of: Callable[[Context], dict[str, str] | None]) -> MCPServer:
+                 headers_of: Callable[[Context], dict[str, str] | None],
+                 refuse: Callable[[str], str | None] | None = None) -> MCPServer:
     """The MCP server whose tools call the HTTP API through ``api``; ``headers_of(ctx)``
-    gives the per-call headers (the caller's Authorization), None to use ``api``'s own."""
+    gives the per-call headers (the caller's Authorization), None to use ``api``'s own;
+    ``refuse(tool)`` may return why a tool cannot run in this deployment."""
     server = MCPServer("contextd", version=__version__, instructions=INSTRUCTIONS)
 
-    async def call(ctx: Context, request: Call[Any]) -> tuple[Any, CallToolResult | None]:
+    async def call(ctx: Context, tool: str, request: Call[Any],
+                   ) -> tuple[Any, CallToolResult | None]:
+        reason = refuse(tool) if refuse else None
+        if reason:
+            return None, tool_error(503, {"error": {"code": "unavailable",
+                                                    "message": reason}})
         try:
             response = await api.send_raw(request, headers=headers_of(ctx))
         except httpx.HTTPError as exc:
@@ -155,7 +162,7 @@ def build_server(api: AsyncClient,
         about the entities involved. Use it before answering anything about the user's
         company data; if found is false, say nothing relevant was found instead of
         guessing."""
-        body, error = await call(ctx, calls.context(
+        body, error = await call(ctx, "get_context", calls.context(
             query, user_id, token_budget=token_budget, kinds=kinds, sources=sources,
             as_of=as_of, session_id=session_id))
         return error or result(body, bundle_text(body))
@@ -178,7 +185,7 @@ def build_server(api: AsyncClient,
                 "message": f"not a ref: {citation!r}; pass an item's ref from get_context, "
                            "e.g. 'docs:policies/travel.md'",
                 "details": [{"field": "citation"}]}})
-        body, error = await call(ctx, calls.document(ref[0], ref[1], user_id))
+        body, error = await call(ctx, "read_source", calls.document(ref[0], ref[1], user_id))
         if error:
             return error
         text = (f"{body['title']}\ncitation: {body['citation']}\nkind: {body['kind']}  "
@@ -192,7 +199,7 @@ def build_server(api: AsyncClient,
         """The sources the user may see: name (usable in get_context's sources), kinds,
         item count and freshness (state, last successful sync, lag). Check it when a
         question may depend on data that is stale or missing."""
-        body, error = await call(ctx, calls.sources(user_id))
+        body, error = await call(ctx, "list_sources", calls.sources(user_id))
         if error:
             return error
         lines = [f"{len(body['sources'])} sources visible to {body['user_id']}:"]
@@ -222,7 +229,7 @@ def build_server(api: AsyncClient,
     ) -> Annotated[CallToolResult, InteractionOut]:
         """Remember what the user asked and what you answered, so later context for this
         user (and session) recalls it."""
-        body, error = await call(ctx, calls.record_interaction(
+        body, error = await call(ctx, "record_interaction", calls.record_interaction(
             query, user_id, summary=summary, session_id=session_id, bundle_id=bundle_id,
             outcome=outcome, entities=entities))
         return error or result(body, f"recorded interaction {body['id']}")
@@ -240,7 +247,8 @@ def build_server(api: AsyncClient,
     ) -> Annotated[CallToolResult, FeedbackOut]:
         """Rate a bundle and name the items you used; this is how context quality is
         measured and improved."""
-        body, error = await call(ctx, calls.feedback(bundle_id, rating, used_item_ids))
+        body, error = await call(ctx, "give_feedback",
+                                 calls.feedback(bundle_id, rating, used_item_ids))
         return error or result(body, f"feedback {body['id']} recorded")
 
     return server
