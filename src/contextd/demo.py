@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,18 @@ def _resolve_paths(config: dict[str, Any], base: Path) -> dict[str, Any]:
 def load_demo(runtime: Runtime, data_dir: Path) -> dict[str, Any]:
     """Sync every connector of ``data_dir/connectors.json`` and load its principals."""
     from contextd.connectors.registry import build_connector
+    from contextd.runtime import source_limits
     from contextd.sync.pull import run_sync
 
     manifest = data_dir / "connectors.json"
     if not manifest.is_file():
         raise ConfigError(f"no demo data at {data_dir} (missing connectors.json)")
     synced = {}
+    # The demo's own allowed filesystem root is its sample data directory.
+    limits = replace(source_limits(runtime.settings), allowed_roots=(data_dir.resolve(),))
     for entry in json.loads(manifest.read_text()):
         connector = build_connector(entry["name"], entry["kind"],
-                                    _resolve_paths(entry["config"], data_dir))
+                                    _resolve_paths(entry["config"], data_dir), limits)
         result = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
         synced[entry["name"]] = {"records": result.stats.records,
                                  "chunks_embedded": result.stats.chunks_embedded,

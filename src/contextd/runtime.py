@@ -11,6 +11,7 @@ from functools import cached_property
 
 from sqlalchemy.engine import Engine
 
+from contextd.connectors.limits import OutboundPolicy, SourceLimits
 from contextd.core.embedder import Bm25Encoder, DenseEncoder, SentenceTransformerEncoder
 from contextd.core.settings import Settings
 from contextd.core.store import VectorStore
@@ -40,6 +41,14 @@ def open_store(settings: Settings, dim: int, *, memory: bool = False) -> VectorS
 
     return EdgeStore(settings.edge_path.parent / collection, dim,
                      search_threads=settings.edge_search_threads)
+
+
+def source_limits(settings: Settings) -> SourceLimits:
+    """Where connectors configured through the API may reach, from the settings."""
+    return SourceLimits(
+        outbound=OutboundPolicy(allow=tuple(settings.outbound_allow),
+                                own_listener=(settings.host, settings.port)),
+        allowed_roots=tuple(settings.filesystem_allowed_roots))
 
 
 @dataclass
@@ -117,7 +126,8 @@ class Runtime:
                              max_seconds=s.sync_retry_max_seconds)
         return ConnectorService(
             engine=self.engine, store=self.store, ingestor=lambda: self.ingestor,
-            settings=RunSettings(retry=policy, lease_ttl_seconds=s.sync_lease_ttl_seconds),
+            settings=RunSettings(retry=policy, lease_ttl_seconds=s.sync_lease_ttl_seconds,
+                                 limits=source_limits(s)),
             max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds)
 
     def close(self) -> None:

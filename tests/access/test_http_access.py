@@ -323,14 +323,17 @@ def test_admin_actions_are_audited_and_paged(server: LiveServer, k: dict[str, st
         assert {e["target"] for e in keys_only} == {f"key:{made['id']}"}
 
 
-def test_connector_admin_actions_are_audited(server: LiveServer, k: dict[str, str],
+def test_connector_admin_actions_are_audited(make_runtime: Callable[..., Runtime],
                                              tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Expenses\nReceipts are due within thirty days.\n")
-    with server.client(k["admin"]) as admin:
+    runtime = make_runtime(filesystem_allowed_roots=[tmp_path])
+    k = keys(runtime.engine)
+    with LiveServer(runtime) as server, server.client(k["admin"]) as admin:
         created = admin.post("/v1/connectors", json={
-            "name": "handbook", "kind": "filesystem", "config": {"path": str(docs)}})
+            "name": "handbook", "kind": "filesystem",
+            "config": {"path": str(docs), "default_acl": ["public"]}})
         assert created.status_code == 201, created.text
         cid = created.json()["id"]
         assert admin.patch(f"/v1/connectors/{cid}", json={"enabled": False}).status_code == 200

@@ -51,7 +51,8 @@ def setup(runtime: Runtime, live_server: LiveServer) -> tuple[LiveServer, dict[s
 def test_metrics_move_by_the_right_amounts(setup, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
     server, k = setup
     before = scrape(server, k["analyst"])
-    connector = build_connector("obs-docs", "filesystem", {"path": str(SAMPLE_DATA / "docs")})
+    connector = build_connector("obs-docs", "filesystem", {"path": str(SAMPLE_DATA / "docs"),
+                                                            "default_acl": ["public"]})
     result = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     served = 0
     with server.client(k["agent"]) as agent:

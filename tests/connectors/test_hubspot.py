@@ -135,7 +135,8 @@ def test_wrong_token_fails_fast_with_one_request(hubspot: FakeHubSpot, runtime: 
     with pytest.raises(SourceAuthError) as caught:
         run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     assert "answered 401 (credentials rejected, not retried)" in caught.value.message
-    assert "INVALID_AUTHENTICATION: Authentication credentials not found" in caught.value.message
+    assert caught.value.message.endswith("Unauthorized (INVALID_AUTHENTICATION)")
+    assert "credentials not found" not in caught.value.message  # no reply text
     assert "pat-wrong" not in caught.value.message
     assert len(hubspot.requests) == 1  # no retry storm
 

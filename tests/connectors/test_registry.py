@@ -74,7 +74,8 @@ def test_config_must_be_an_object() -> None:
 
 
 def test_built_connectors_carry_their_name_and_validated_config(tmp_path: Path) -> None:
-    built = build_connector("team-docs", "filesystem", {"path": str(tmp_path)})
+    built = build_connector("team-docs", "filesystem", {"path": str(tmp_path),
+                                                        "default_acl": ["public"]})
     assert isinstance(built, FilesystemConnector) and built.name == "team-docs"
     assert built.kind == "filesystem" and built.config.default_acl == ["public"]
     assert "**/*.pdf" in built.config.include

@@ -23,10 +23,12 @@ def test_sync_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     docs.mkdir()
     (docs / "onboarding.md").write_text("# Onboarding\n\nNew staff get a badge on day one.\n")
     data = tmp_path / "data"
-    setup = Runtime(Settings(data_dir=data))
-    setup.connectors.create(name="handbook", kind="filesystem", config={"path": str(docs)})
+    setup = Runtime(Settings(data_dir=data, filesystem_allowed_roots=[tmp_path]))
+    setup.connectors.create(name="handbook", kind="filesystem",
+                            config={"path": str(docs), "default_acl": ["public"]})
     setup.close()
     monkeypatch.setenv("CONTEXTD_DATA_DIR", str(data))
+    monkeypatch.setenv("CONTEXTD_FILESYSTEM_ALLOWED_ROOTS", json.dumps([str(tmp_path)]))
     get_settings.cache_clear()
     try:
         assert main(["sync", "handbook"]) == 0

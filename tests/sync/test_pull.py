@@ -31,7 +31,8 @@ def test_changed_file_replaces_old_text_and_deleted_file_disappears(
         store: str, make_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
     runtime = make_runtime(store)
     docs = Path(shutil.copytree(SAMPLE_DATA / "docs", tmp_path / "docs"))
-    connector = build_connector("docs", "filesystem", {"path": str(docs)})
+    connector = build_connector("docs", "filesystem",
+                                {"path": str(docs), "default_acl": ["public"]})
     first = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     assert first.stats.chunks_embedded > 0 and not first.failures
     handbook = docs / "support/support-handbook.md"
@@ -54,7 +55,8 @@ def test_reconciliation_tombstones_what_the_source_no_longer_lists(
     """Even if a cursor is lost, ids the source no longer lists are deleted."""
     runtime = make_runtime()
     docs = Path(shutil.copytree(SAMPLE_DATA / "docs", tmp_path / "docs"))
-    connector = build_connector("docs", "filesystem", {"path": str(docs)})
+    connector = build_connector("docs", "filesystem",
+                                {"path": str(docs), "default_acl": ["public"]})
     run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
     (docs / "product/product-overview.html").unlink()
     from contextd.state.documents import save_cursor

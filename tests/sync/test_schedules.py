@@ -132,12 +132,13 @@ def test_filesystem_connector_on_a_schedule_follows_file_edits_and_deletions(
     docs.mkdir()
     (docs / "expenses.md").write_text("# Expenses\n\nMeals are reimbursed up to 30 euros.\n")
     (docs / "badges.md").write_text("# Badges\n\nLost badges are replaced at reception.\n")
-    runtime = make_runtime(scheduler_enabled=True)
+    runtime = make_runtime(scheduler_enabled=True, filesystem_allowed_roots=[tmp_path])
     k = keys(runtime.engine)
     with LiveServer(runtime) as server, server.client(k["admin"]) as admin, \
             server.client(k["agent"]) as agent:
         created = admin.post("/v1/connectors", json={
-            "name": "handbook", "kind": "filesystem", "config": {"path": str(docs)},
+            "name": "handbook", "kind": "filesystem",
+            "config": {"path": str(docs), "default_acl": ["public"]},
             "schedule": {"interval_seconds": INTERVAL}})
         assert created.status_code == 201, created.text
         wait_for(lambda: "30 euros" in served(agent, "meal reimbursement limit"), 2 * INTERVAL)

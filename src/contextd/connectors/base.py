@@ -9,6 +9,7 @@ exists at the source so the runner can reconcile deletions the source never repo
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -75,6 +76,25 @@ def to_utc(value: Any) -> datetime:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# IMAP response codes (RFC 5530 and RFC 3501): the only part of a server's reply kept.
+IMAP_RESPONSE_CODES = frozenset({
+    "ALERT", "PARSE", "TRYCREATE", "UNAVAILABLE", "AUTHENTICATIONFAILED",
+    "AUTHORIZATIONFAILED", "EXPIRED", "PRIVACYREQUIRED", "CONTACTADMIN", "NOPERM", "INUSE",
+    "EXPUNGEISSUE", "CORRUPTION", "SERVERBUG", "CLIENTBUG", "CANNOT", "LIMIT", "OVERQUOTA",
+    "ALREADYEXISTS", "NONEXISTENT"})
+_BRACKETED = re.compile(r"\[([A-Z]+)[\] ]")
+
+
+def reply_summary(reply: object) -> str:
+    """What a source's reply may add to a stored error message: a documented response code
+    (`` [AUTHENTICATIONFAILED]``), else nothing. Reply text never reaches ``last_error``
+    or quarantine: a connector pointed at another service would otherwise show that
+    service's answers to whoever reads the errors."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    codes = [c for c in _BRACKETED.findall(text) if c in IMAP_RESPONSE_CODES]
+    return f" [{codes[0]}]" if codes else ""
 
 
 def error_text(exc: BaseException) -> str:

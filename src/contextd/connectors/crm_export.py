@@ -127,6 +127,9 @@ class CrmExportConnector:
                 for stem in OBJECT_TYPES for suffix in SUFFIXES
                 if (self.root / f"{stem}{suffix}").is_file()}
 
+    def targets(self) -> list[tuple[str, str, Any]]:
+        return [("path", "path", self.config.path)]
+
     def check(self) -> None:
         files = self._files() if self.root.is_dir() else {}
         if not files:

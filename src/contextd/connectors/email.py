@@ -140,6 +140,9 @@ class _MailConnector:
         self.config = config
         self.root = Path(config.path).expanduser()
 
+    def targets(self) -> list[tuple[str, str, Any]]:
+        return [("path", "path", self.config.path)]
+
     def check(self) -> None:
         raise NotImplementedError
 

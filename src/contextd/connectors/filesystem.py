@@ -1,11 +1,13 @@
 """``filesystem``: markdown, text, HTML, PDF and DOCX files under a directory.
 
 ACL per file: front matter ``acl`` if present, else the first ``acl`` rule whose glob
-matches the path relative to ``path``, else ``default_acl``. Globs (``include`` and ACL
-rules) use :func:`fnmatch.fnmatchcase` on the POSIX relative path, so ``*`` also crosses
-``/`` (``finance/*`` and ``finance/**`` both cover the whole subtree), and a leading
-``**/`` also matches at the top level (``**/*.md`` matches ``README.md``). Files and
-folders whose name starts with a dot are skipped.
+matches the path relative to ``path``, else ``default_acl``. Nothing is public unless a
+rule or ``default_acl`` says ``public``: a config with neither rules nor ``default_acl``
+is refused, and a file no rule covers (without ``default_acl``) is a failure, not public.
+Globs (``include`` and ACL rules) use :func:`fnmatch.fnmatchcase` on the POSIX relative
+path, so ``*`` also crosses ``/`` (``finance/*`` and ``finance/**`` both cover the whole
+subtree), and a leading ``**/`` also matches at the top level (``**/*.md`` matches
+``README.md``). Files and folders whose name starts with a dot are skipped.
 
 ``updated_at`` is front matter ``updated_at`` when present, else the file's mtime (UTC);
 front matter ``entity`` ties dated versions of one document together in ``entity_key``.
@@ -25,12 +27,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import frontmatter
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, file_state, to_utc
 from contextd.core.errors import ConfigError, SourceError
 from contextd.core.types import (
-    PUBLIC,
     Batch,
     RecordFailure,
     SourceRecord,
@@ -65,11 +66,17 @@ class FilesystemConfig(ConnectorConfig):
     path: str = Field(min_length=1)
     include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE), min_length=1)
     acl: list[AclRule] = Field(default_factory=list)
-    default_acl: list[str] = Field(default_factory=lambda: [PUBLIC], min_length=1)
+    # After ``acl``, so its validator sees the rules and names this field on error.
+    default_acl: list[str] | None = Field(default=None, min_length=1, validate_default=True)
 
     @field_validator("default_acl")
     @classmethod
-    def _valid(cls, value: list[str]) -> list[str]:
+    def _valid(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            if not info.data.get("acl"):
+                raise ValueError("give acl rules or default_acl (use [\"public\"] to share "
+                                 "with everyone): files are never public by default")
+            return None
         return valid_principals(value)
 
 
@@ -80,12 +87,13 @@ def matches(relpath: str, pattern: str) -> bool:
     return pattern.startswith("**/") and fnmatch.fnmatchcase(relpath, pattern[3:])
 
 
-def rule_acl(relpath: str, rules: Sequence[AclRule], default: Sequence[str]) -> list[str]:
-    """Principals of the first rule whose glob matches, else the default."""
+def rule_acl(relpath: str, rules: Sequence[AclRule], default: Sequence[str] | None
+             ) -> list[str]:
+    """Principals of the first rule whose glob matches, else the default (else none)."""
     for rule in rules:
         if matches(relpath, rule.glob):
             return list(rule.principals)
-    return list(default)
+    return list(default or [])
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,9 @@ def to_record(source: str, relpath: str, uri: str, content: Extracted, mtime: da
         if not isinstance(given, list) or not given:
             raise ValueError("front matter acl must be a non-empty list of principals")
         acl = valid_principals([str(p) for p in given])
+    if not acl:
+        raise ValueError("no acl rule matches this file, it has no front matter acl, and "
+                         "the connector has no default_acl: refusing to guess its ACL")
     updated_at = to_utc(meta["updated_at"]) if meta.get("updated_at") else mtime
     return SourceRecord(
         source=source, source_id=relpath, kind="document",
@@ -172,6 +183,9 @@ class FilesystemConnector:
         rules = config.model_dump(exclude={"path", "batch_size"})
         self._fingerprint = hashlib.sha256(
             json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        return [("path", "path", self.config.path)]
 
     def check(self) -> None:
         if not self.root.is_dir():

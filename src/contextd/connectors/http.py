@@ -4,8 +4,15 @@ Timeouts, connection resets, 5xx and 429 are retried with exponential backoff pl
 (tenacity), a 429's or 503's ``Retry-After`` (seconds or an HTTP date) honoured up to a
 cap, within a maximum number of attempts and a maximum total time. 401/403 raise
 :class:`SourceAuthError` at once (retrying a wrong token only gets the account locked);
-other 4xx raise :class:`SourceError` with the API's own message. Request headers (which
-carry the tokens) are never logged.
+other 4xx raise :class:`SourceError`. Request headers (which carry the tokens) are never
+logged.
+
+Every connection goes through the outbound policy (:mod:`contextd.connectors.limits`):
+the host is resolved, every address checked, and the request sent to a checked address
+(TLS still verifies the host name). Redirects are never followed, so a reply cannot send
+the token elsewhere. Error messages keep the status and, at most, the API's error code
+(one the APIs document, such as ``MALFORMED_QUERY``), never text from the reply: the
+message ends up in ``last_error`` and quarantine, which analysts read.
 """
 
 from __future__ import annotations
@@ -29,12 +36,24 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from contextd.connectors.limits import OutboundPolicy, SourceTargetUnresolved
 from contextd.core.errors import SourceAuthError, SourceError, TransientSourceError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES, span
 
 log = logging.getLogger(__name__)
 
-_MESSAGE_LIMIT = 500
+# Error codes the SaaS APIs document (OAuth 2.0, HubSpot categories, Salesforce
+# errorCodes). Only these are kept from a reply: an unknown code is reply content.
+KNOWN_ERROR_CODES = frozenset({
+    "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+    "unsupported_grant_type", "invalid_scope", "access_denied", "invalid_token",
+    "VALIDATION_ERROR", "INVALID_AUTHENTICATION", "EXPIRED_AUTHENTICATION", "MISSING_SCOPES",
+    "RATE_LIMITS", "OBJECT_NOT_FOUND", "INVALID_PARAMS", "CONFLICT", "BAD_REQUEST",
+    "INVALID_SESSION_ID", "MALFORMED_QUERY", "REQUEST_LIMIT_EXCEEDED", "INVALID_FIELD",
+    "INVALID_TYPE", "INVALID_QUERY_LOCATOR", "INVALID_QUERY_FILTER_OPERATOR",
+    "API_DISABLED_FOR_ORG", "INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY",
+    "NOT_FOUND", "QUERY_TIMEOUT", "SERVER_UNAVAILABLE", "API_CURRENTLY_DISABLED",
+    "INVALID_OPERATION_WITH_EXPIRED_PASSWORD", "FUNCTIONALITY_NOT_ENABLED"})
 
 
 class RetryPolicy(BaseModel):
@@ -76,21 +95,55 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
 
 
 def api_message(response: httpx.Response) -> str:
-    """The error message an API put in its body (HubSpot, Salesforce, generic), shortened."""
+    """The reply reduced to what is safe to store: the status phrase and, when the body
+    names a documented one (:data:`KNOWN_ERROR_CODES`), the API's error code; never other
+    reply text."""
     try:
         body: Any = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
-    messages: list[str] = []
-    items = body if isinstance(body, list) else [body]
-    for item in items:
+    codes: list[str] = []
+    for item in body if isinstance(body, list) else [body]:
         if isinstance(item, dict):
-            code = item.get("errorCode") or item.get("category") or item.get("error")
-            text = item.get("message") or item.get("error_description")
-            if text:
-                messages.append(f"{code}: {text}" if code and code != text else str(text))
-    message = "; ".join(messages) or response.text.strip() or response.reason_phrase
-    return message[:_MESSAGE_LIMIT]
+            for key in ("errorCode", "category", "error", "code"):
+                value = item.get(key)
+                if isinstance(value, str) and value in KNOWN_ERROR_CODES \
+                        and value not in codes:
+                    codes.append(value)
+                    break
+    phrase = response.reason_phrase or "error"
+    return f"{phrase} ({', '.join(codes[:3])})" if codes else phrase
+
+
+class GuardedTransport(httpx.BaseTransport):
+    """Checks each request's host against the outbound policy before it is sent.
+
+    Without an ``inner`` transport the request goes to the checked address itself (the
+    name is kept for the Host header and TLS), so DNS cannot answer differently between
+    the check and the connection. An ``inner`` transport (tests) gets the request as is.
+    """
+
+    def __init__(self, policy: OutboundPolicy, source: str, *,
+                 inner: httpx.BaseTransport | None = None) -> None:
+        self.policy = policy
+        self.source = source
+        self.inner = inner or httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            addresses = self.policy.connectable(url.host, port, source=self.source)
+        except SourceTargetUnresolved as exc:
+            raise httpx.ConnectError(exc.message, request=request) from None
+        if isinstance(self.inner, httpx.HTTPTransport) and addresses and \
+                str(addresses[0]) != url.host.strip("[]"):
+            request.url = url.copy_with(host=str(addresses[0]))
+            request.extensions = {**request.extensions, "sni_hostname": url.host}
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class HttpSource:
@@ -101,11 +154,13 @@ class HttpSource:
 
     def __init__(self, *, source: str, base_url: str, policy: RetryPolicy,
                  headers: Mapping[str, str] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 outbound: OutboundPolicy | None = None) -> None:
         self.source = source
         self.policy = policy
+        guarded = GuardedTransport(outbound or OutboundPolicy(), source, inner=transport)
         self.client = httpx.Client(base_url=base_url, headers=dict(headers or {}),
-                                   timeout=policy.timeout_seconds, transport=transport,
+                                   timeout=policy.timeout_seconds, transport=guarded,
                                    follow_redirects=False)
 
     def set_header(self, name: str, value: str) -> None:
@@ -175,6 +230,8 @@ class HttpSource:
                 f"{where}: {message}",
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 reason="rate_limited" if status == 429 else "server_error")
+        if 300 <= status < 400:
+            raise SourceError(f"{where} (a redirect, not followed)")
         if status == 403 and "REQUEST_LIMIT_EXCEEDED" in message:
             # Salesforce's exhausted daily API quota: not a credential problem, and
             # retrying within the run cannot help.

@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
+from contextd.connectors.limits import OutboundPolicy
 from contextd.connectors.saas import (
     SaasConfig,
     describe,
@@ -68,6 +69,9 @@ _ALWAYS = ("hubspot_owner_id", "hubspot_team_id", "associatedcompanyid", "hs_not
 
 
 class HubSpotConfig(SaasConfig):
+    # The stored token is only ever sent to this host: changing it needs the token again.
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("base_url",)
+
     access_token: SecretStr = Field(min_length=1)
     base_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://\S+$")
     object_types: list[ObjectType] = Field(default_factory=lambda: list(ALL_TYPES),
@@ -91,13 +95,17 @@ class HubSpotConnector:
     Config: ClassVar[type[ConnectorConfig]] = HubSpotConfig
     search_window: int = SEARCH_WINDOW  # results one search can page through
 
-    def __init__(self, name: str, config: HubSpotConfig) -> None:
+    def __init__(self, name: str, config: HubSpotConfig, *,
+                 outbound: OutboundPolicy | None = None) -> None:
         self.name = name
         self.config = config
         self.http = HttpSource(
             source=name, base_url=config.base_url.rstrip("/"), policy=config.retry,
             headers={"Authorization": f"Bearer {config.access_token.get_secret_value()}",
-                     "Accept": "application/json"})
+                     "Accept": "application/json"}, outbound=outbound)
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        return [("base_url", "url", self.config.base_url)]
 
     def check(self) -> None:
         """One cheap authenticated call: a bad token is a SourceAuthError here."""

@@ -32,8 +32,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contextd.connectors.base import ConnectorConfig, chunked, error_text
+from contextd.connectors.base import ConnectorConfig, chunked, error_text, reply_summary
 from contextd.connectors.email import message_id, to_record
+from contextd.connectors.limits import OutboundPolicy
 from contextd.core.errors import ConfigError, SourceAuthError, SourceError, TransientSourceError
 from contextd.core.telemetry import SOURCE_HTTP_RETRIES
 from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone
@@ -45,6 +46,9 @@ _FETCH_CHUNK = 500  # UIDs per FETCH when only headers are read
 
 
 class ImapConfig(ConnectorConfig):
+    # The password is only ever sent to this server: changing it needs the password again.
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("host", "port", "security")
+
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)
     security: Literal["tls", "starttls", "none"] = "tls"
@@ -72,11 +76,16 @@ class ImapConnector:
     kind: ClassVar[str] = "imap"
     Config: ClassVar[type[ConnectorConfig]] = ImapConfig
 
-    def __init__(self, name: str, config: ImapConfig) -> None:
+    def __init__(self, name: str, config: ImapConfig, *,
+                 outbound: OutboundPolicy | None = None) -> None:
         self.name = name
         self.config = config
         default_port = {"tls": 993, "starttls": 143, "none": 143}[config.security]
         self.port = config.port or default_port
+        self.outbound = outbound or OutboundPolicy()
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        return [("host", "host", (self.config.host, self.port))]
 
     # --- session -------------------------------------------------------------------------
 
@@ -90,6 +99,7 @@ class ImapConnector:
     def _open(self) -> imaplib.IMAP4:
         """Connect and log in; a refused login is SourceAuthError, never retried."""
         cfg = self.config
+        self.outbound.connectable(cfg.host, self.port, source=self.name)
         try:
             if cfg.security == "tls":
                 conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
@@ -105,16 +115,17 @@ class ImapConnector:
             raise TransientSourceError(f"{self.name}: cannot connect to {cfg.host}:"
                                        f"{self.port}: {exc}") from exc
         except imaplib.IMAP4.error as exc:  # e.g. STARTTLS not offered
-            raise SourceError(f"{self.name}: {cfg.host}:{self.port}: {exc}") from exc
+            raise SourceError(f"{self.name}: {cfg.host}:{self.port}: the server refused "
+                              f"the session{reply_summary(exc)}") from exc
         try:
             conn.login(cfg.user, cfg.password.get_secret_value())
         except imaplib.IMAP4.abort as exc:
             conn.shutdown()
-            raise TransientSourceError(f"{self.name}: connection lost at login: {exc}") from exc
+            raise TransientSourceError(f"{self.name}: connection lost at login") from exc
         except imaplib.IMAP4.error as exc:
             conn.shutdown()
             raise SourceAuthError(f"{self.name}: login as {cfg.user!r} on {cfg.host} "
-                                  f"rejected (not retried): {exc}") from exc
+                                  f"rejected (not retried){reply_summary(exc)}") from exc
         return conn
 
     @contextmanager
@@ -134,9 +145,11 @@ class ImapConnector:
         try:
             yield conn
         except (imaplib.IMAP4.abort, OSError) as exc:
-            raise TransientSourceError(f"{self.name}: connection lost: {exc}") from exc
+            raise TransientSourceError(f"{self.name}: connection lost "
+                                       f"({type(exc).__name__})") from exc
         except imaplib.IMAP4.error as exc:  # the server answered BAD
-            raise SourceError(f"{self.name}: IMAP command refused: {exc}") from exc
+            raise SourceError(f"{self.name}: IMAP command refused"
+                              f"{reply_summary(exc)}") from exc
         finally:
             with suppress(imaplib.IMAP4.error, OSError):
                 conn.logout()
@@ -145,7 +158,8 @@ class ImapConnector:
         """Select ``folder`` read-only; its UIDVALIDITY. A missing folder is a ConfigError."""
         status, data = conn.select(quote(folder), readonly=True)
         if status != "OK":
-            raise ConfigError(f"{self.name}: cannot open folder {folder!r}: {_text(data)}",
+            raise ConfigError(f"{self.name}: cannot open folder {folder!r}"
+                              f"{reply_summary(_text(data))}",
                               details=[{"field": "config.folders",
                                         "message": f"no folder {folder!r}"}])
         _, values = conn.response("UIDVALIDITY")
@@ -157,7 +171,7 @@ class ImapConnector:
     def _uids(conn: imaplib.IMAP4) -> set[int]:
         status, data = conn.uid("SEARCH", "ALL")
         if status != "OK":
-            raise SourceError(f"UID SEARCH failed: {_text(data)}")
+            raise SourceError(f"UID SEARCH failed{reply_summary(_text(data))}")
         return {int(u) for u in b" ".join(d for d in data if d).split()}
 
     @staticmethod
@@ -165,7 +179,7 @@ class ImapConnector:
         """UID -> fetched bytes of ``item`` for some UIDs (gone ones are simply absent)."""
         status, data = conn.uid("FETCH", ",".join(map(str, uids)), f"(UID {item})")
         if status != "OK":
-            raise SourceError(f"UID FETCH failed: {_text(data)}")
+            raise SourceError(f"UID FETCH failed{reply_summary(_text(data))}")
         found: dict[int, bytes] = {}
         for part in data:
             if isinstance(part, tuple) and (match := _UID.search(part[0])):
@@ -299,7 +313,7 @@ class ImapConnector:
             return set()
         status, data = conn.uid("SEARCH", "HEADER", "Message-ID", f'"<{message_id}>"')
         if status != "OK":
-            raise SourceError(f"UID SEARCH failed: {_text(data)}")
+            raise SourceError(f"UID SEARCH failed{reply_summary(_text(data))}")
         return {int(u) for u in b" ".join(d for d in data if d).split()}
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -12,6 +13,7 @@ from contextd.connectors.email import MaildirConnector, MboxConnector
 from contextd.connectors.filesystem import FilesystemConnector
 from contextd.connectors.hubspot import HubSpotConnector
 from contextd.connectors.imap import ImapConnector
+from contextd.connectors.limits import SourceLimits
 from contextd.connectors.salesforce import SalesforceConnector
 from contextd.connectors.sql import SqlConnector
 from contextd.core.errors import ConfigError
@@ -38,8 +40,22 @@ def validation_details(exc: ValidationError, prefix: str = "config") -> list[dic
             for err in exc.errors()]
 
 
-def build_connector(name: str, kind: str, config: dict[str, Any]) -> Connector:
-    """Validate ``config`` for ``kind`` and build the connector; ConfigError names the field."""
+@runtime_checkable
+class Reaching(Protocol):
+    """A connector that reads a path or connects to a host named in its config."""
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        """``(config field, "path" | "url" | "host", value)`` for each place it reaches."""
+        ...
+
+
+def build_connector(name: str, kind: str, config: dict[str, Any],
+                    limits: SourceLimits | None = None) -> Connector:
+    """Validate ``config`` for ``kind`` and build the connector; ConfigError names the field.
+
+    With ``limits`` (connectors configured through the API), every path and host the
+    config names is checked, and connections made later are checked again.
+    """
     cls = get_connector_class(kind)
     if not isinstance(config, dict):
         raise ConfigError("config must be an object",
@@ -50,5 +66,16 @@ def build_connector(name: str, kind: str, config: dict[str, Any]) -> Connector:
         details = validation_details(exc)
         fields = ", ".join(d["field"] for d in details)
         raise ConfigError(f"invalid {kind} config: {fields}", details=details) from None
-    connector: Connector = cls(name, parsed)
+    extra: dict[str, Any] = {}
+    if limits is not None and "outbound" in inspect.signature(cls).parameters:
+        extra["outbound"] = limits.outbound
+    connector: Connector = cls(name, parsed, **extra)
+    if limits is not None and isinstance(connector, Reaching):
+        try:
+            limits.admit(connector.targets())
+        except ConfigError:
+            close = getattr(connector, "close", None)
+            if close is not None:
+                close()
+            raise
     return connector

@@ -22,6 +22,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
+from contextd.connectors.limits import OutboundPolicy
 from contextd.connectors.saas import (
     SaasConfig,
     describe,
@@ -69,6 +70,9 @@ _RELATED = {"Contact": ("AccountId",), "Opportunity": ("AccountId",),
 
 
 class SalesforceConfig(SaasConfig):
+    # Tokens and the client secret go only to this host: changing it needs them again.
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("instance_url",)
+
     instance_url: str = Field(pattern=r"^https?://\S+$")
     api_version: str = Field(default="v61.0", pattern=r"^v\d+\.\d$")
     client_id: str | None = None
@@ -115,11 +119,13 @@ class SalesforceConnector:
     kind: ClassVar[str] = "salesforce"
     Config: ClassVar[type[ConnectorConfig]] = SalesforceConfig
 
-    def __init__(self, name: str, config: SalesforceConfig) -> None:
+    def __init__(self, name: str, config: SalesforceConfig, *,
+                 outbound: OutboundPolicy | None = None) -> None:
         self.name = name
         self.config = config
         self.http = HttpSource(source=name, base_url=config.instance_url.rstrip("/"),
-                               policy=config.retry, headers={"Accept": "application/json"})
+                               policy=config.retry, headers={"Accept": "application/json"},
+                               outbound=outbound)
         self._token: str | None = (config.access_token.get_secret_value()
                                    if config.access_token else None)
         if self._token:
@@ -171,6 +177,9 @@ class SalesforceConnector:
             if page.get("done", True) or not next_url:
                 return
             page = self._get(str(next_url))
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        return [("instance_url", "url", self.config.instance_url)]
 
     def check(self) -> None:
         """One authenticated call: bad credentials raise SourceAuthError here."""

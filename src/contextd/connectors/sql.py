@@ -10,6 +10,14 @@ re-reads quarantined keys.
 Text comes from ``text_template`` (``str.format`` over the row's columns), the ACL from
 ``acl_column`` (an array, or principals separated by commas or spaces) or ``default_acl``;
 a row with neither fails closed as a RecordFailure.
+
+The source is only read: ``query`` must be one SELECT (a second statement is refused when
+the config is saved, see :mod:`contextd.connectors.sqltext`), and every connection is
+read-only (PostgreSQL ``default_transaction_read_only`` plus ``SET TRANSACTION READ ONLY``
+at each begin, SQLite ``PRAGMA query_only``, MySQL ``SET SESSION TRANSACTION READ ONLY``),
+so even a function with side effects cannot write. Use a read-only database role too: it
+is the only guard for other databases. Statements time out after
+``statement_timeout_seconds`` (PostgreSQL, server side).
 """
 
 from __future__ import annotations
@@ -22,12 +30,14 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from sqlalchemy import bindparam, create_engine, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import bindparam, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from contextd.connectors.base import ConnectorConfig, error_text, to_utc
 from contextd.connectors.filesystem import valid_principals
+from contextd.connectors.limits import OutboundPolicy
+from contextd.connectors.sqltext import single_select
 from contextd.core.errors import ConfigError, ContextdError, SourceAuthError, TransientSourceError
 from contextd.core.types import (
     Batch,
@@ -58,10 +68,13 @@ def template_fields(template: str) -> set[str]:
 
 
 class SqlConfig(ConnectorConfig):
+    # The URL holds the password: its host changes only with the URL given again in full.
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("url",)
+
     url: SecretStr = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://u:p@h/db")
     table: str | None = Field(None, pattern=_TABLE)
     query: str | None = Field(None, min_length=1,
-                              description="A SELECT used as a subquery instead of a table")
+                              description="One SELECT used as a subquery instead of a table")
     key_column: str = Field(pattern=_IDENT)
     updated_at_column: str = Field(pattern=_IDENT)
     text_template: str = Field(min_length=1)
@@ -71,6 +84,7 @@ class SqlConfig(ConnectorConfig):
     default_acl: list[str] | None = Field(None, min_length=1)
     kind: Kind = "document"
     connect_timeout_seconds: int = Field(10, ge=1, le=300)
+    statement_timeout_seconds: int = Field(300, ge=1, le=86_400)
 
     @field_validator("url")
     @classmethod
@@ -86,6 +100,8 @@ class SqlConfig(ConnectorConfig):
     def _one_source(cls, value: str | None, info: ValidationInfo) -> str | None:
         if (value is None) == (info.data.get("table") is None):
             raise ValueError("give exactly one of table or query")
+        if value is not None:
+            single_select(value)
         return value
 
     @field_validator("text_template", "uri_template")
@@ -109,10 +125,26 @@ class SqlConfig(ConnectorConfig):
                     "validate_default": True}
 
 
-def _source_error(exc: SQLAlchemyError, what: str) -> ContextdError:
+_QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+_MESSAGE_LIMIT = 200
+
+
+def sanitised(message: str, names: set[str]) -> str:
+    """A driver message without quoted values, unless they are names the config uses:
+    ``relation "notes_missing" does not exist`` stays, a row value quoted in a type error
+    does not (it would show source data to whoever reads ``last_error``)."""
+    def keep(found: re.Match[str]) -> str:
+        inner = found.group(1) if found.group(1) is not None else found.group(2)
+        return found.group(0) if inner in names else "\"…\""
+    return _QUOTED.sub(keep, message)[:_MESSAGE_LIMIT]
+
+
+def _source_error(exc: SQLAlchemyError, what: str,
+                  names: set[str] | frozenset[str] = frozenset()) -> ContextdError:
     """Map a driver error: auth -> SourceAuthError, bad SQL -> ConfigError, else transient."""
     orig = getattr(exc, "orig", None)
     message = str(orig or exc).strip().splitlines()[0] if str(orig or exc).strip() else what
+    message = sanitised(message, set(names))
     sqlstate = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
     lowered = message.lower()
     if sqlstate in _AUTH_SQLSTATES or _AUTH_SIGNS.search(lowered):
@@ -157,6 +189,30 @@ def parse_acl(value: Any) -> list[str]:
     return principals
 
 
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433,
+                  "oracle": 1521}
+
+
+def _read_only(engine: Engine, backend: str) -> None:
+    """Make every connection of ``engine`` unable to write, whatever the query calls."""
+    if backend == "postgresql":
+        @event.listens_for(engine, "begin")
+        def _pg_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    elif backend == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA query_only = ON")
+            cursor.close()
+    elif backend in ("mysql", "mariadb"):
+        @event.listens_for(engine, "connect")
+        def _mysql_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            cursor.close()
+
+
 class _Blank(dict[str, Any]):
     """Row values for templates: NULL renders as an empty string."""
 
@@ -170,10 +226,28 @@ class SqlConnector:
     kind: ClassVar[str] = "sql"
     Config: ClassVar[type[SqlConfig]] = SqlConfig
 
-    def __init__(self, name: str, config: SqlConfig) -> None:
+    def __init__(self, name: str, config: SqlConfig, *,
+                 outbound: OutboundPolicy | None = None) -> None:
         self.name = name
         self.config = config
+        self.outbound = outbound
         self._engine: Engine | None = None
+
+    def targets(self) -> list[tuple[str, str, Any]]:
+        url = make_url(self.config.url.get_secret_value())
+        if url.get_backend_name() == "sqlite":
+            database = url.database or ""
+            return [] if database in ("", ":memory:") else [("url", "path", database)]
+        if not url.host:
+            return []  # a local socket
+        return [("url", "host", (url.host, url.port or _DEFAULT_PORTS.get(
+            url.get_backend_name(), 0)))]
+
+    def _names(self) -> set[str]:
+        """Identifiers the config names (kept in sanitised error messages)."""
+        c = self.config
+        found = set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", f"{c.table or ''} {c.query or ''}"))
+        return found | self._columns_needed() | {p for p in (c.table or "").split(".") if p}
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -181,19 +255,37 @@ class SqlConnector:
     def engine(self) -> Engine:
         if self._engine is None:
             url = make_url(self.config.url.get_secret_value())
+            backend = url.get_backend_name()
             connect_args: dict[str, Any] = {}
-            if url.get_backend_name() == "postgresql":
+            if backend == "postgresql":
                 connect_args["connect_timeout"] = self.config.connect_timeout_seconds
-            elif url.get_backend_name() == "sqlite":
+                connect_args["options"] = (
+                    "-c default_transaction_read_only=on -c statement_timeout="
+                    f"{self.config.statement_timeout_seconds * 1000}")
+                address = self._checked_address(url)
+                if address:
+                    connect_args["hostaddr"] = address  # connect where the check looked
+            elif backend == "sqlite":
                 connect_args["timeout"] = self.config.connect_timeout_seconds
+            else:
+                self._checked_address(url)
             try:
-                self._engine = create_engine(url, connect_args=connect_args,
-                                             pool_pre_ping=True)
+                engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True,
+                                       pool_timeout=self.config.connect_timeout_seconds)
             except (NoSuchModuleError, ImportError) as exc:
                 raise ConfigError(f"{self.name}: no driver for this URL: {exc}",
                                   details=[{"field": "config.url",
                                             "message": "driver not installed"}]) from None
+            _read_only(engine, backend)
+            self._engine = engine
         return self._engine
+
+    def _checked_address(self, url: URL) -> str | None:
+        """The checked address of the URL's host (None without a host or a policy)."""
+        if self.outbound is None or not url.host:
+            return None
+        port = url.port or _DEFAULT_PORTS.get(url.get_backend_name(), 0)
+        return str(self.outbound.connectable(url.host, port, source=self.name)[0])
 
     def close(self) -> None:
         if self._engine is not None:
@@ -212,7 +304,7 @@ class SqlConnector:
         try:
             return self.engine.connect()
         except SQLAlchemyError as exc:
-            raise _source_error(exc, f"{self.name}: cannot connect") from None
+            raise _source_error(exc, f"{self.name}: cannot connect", self._names()) from None
 
     def _columns_needed(self) -> set[str]:
         c = self.config
@@ -230,7 +322,8 @@ class SqlConnector:
                 result = conn.execute(text(f"SELECT * FROM {self._base()} AS src WHERE 1 = 0"))
                 columns = set(result.keys())
             except SQLAlchemyError as exc:
-                raise _source_error(exc, f"{self.name}: cannot read the source") from None
+                raise _source_error(exc, f"{self.name}: cannot read the source",
+                                    self._names()) from None
         missing = sorted(self._columns_needed() - columns)
         if missing:
             raise ConfigError(f"{self.name}: columns not in the source: {missing}",
@@ -262,7 +355,8 @@ class SqlConnector:
                 try:
                     rows = [dict(r) for r in conn.execute(text(sql), params).mappings()]
                 except SQLAlchemyError as exc:
-                    raise _source_error(exc, f"{self.name}: query failed") from None
+                    raise _source_error(exc, f"{self.name}: query failed",
+                                    self._names()) from None
                 records: list[SourceRecord] = []
                 failures: list[RecordFailure] = []
                 for row in rows:
@@ -290,7 +384,8 @@ class SqlConnector:
             try:
                 return {str(v) for v in conn.execute(text(sql)).scalars()}
             except SQLAlchemyError as exc:
-                raise _source_error(exc, f"{self.name}: listing keys failed") from None
+                raise _source_error(exc, f"{self.name}: listing keys failed",
+                                    self._names()) from None
 
     def fetch(self, source_ids: Sequence[str]) -> Batch:
         """Re-read ``source_ids`` (quarantined earlier); ids gone at the source are tombstones."""
@@ -310,7 +405,8 @@ class SqlConnector:
                         found.add(str(row[c.key_column]))
                         self._map(dict(row), records, failures)
                 except SQLAlchemyError as exc:
-                    raise _source_error(exc, f"{self.name}: fetch failed") from None
+                    raise _source_error(exc, f"{self.name}: fetch failed",
+                                    self._names()) from None
         gone = [Tombstone(self.name, i) for i in wanted if i not in found]
         return Batch(records=records, tombstones=gone, failures=failures)
 

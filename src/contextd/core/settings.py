@@ -96,6 +96,26 @@ class Settings(BaseSettings):
     audit_query_text: bool = False
     redact_default_patterns: bool = True
     redact_patterns: dict[str, str] = Field(default_factory=dict)
+    # Sources: where configured connectors may reach (docs/security.md "Sources").
+    outbound_allow: list[str] = Field(default_factory=list, description=(
+        "Hosts (``api.example.com``, ``*.example.com``), addresses and CIDR ranges that "
+        "connectors may connect to. Empty: any host except link-local and cloud metadata "
+        "addresses and this service's own listener; set: only these (listing a refused "
+        "address or range lets it through)."))
+    filesystem_allowed_roots: list[Path] = Field(default_factory=list, description=(
+        "Directories under which filesystem, mail and CRM export connectors (and SQLite "
+        "source files) configured through the API may read; resolved with symlinks "
+        "followed. Empty: no such connector can be configured. The command line's "
+        "``contextd ingest PATH`` is not limited (the operator names the path)."))
+    # Consistency of the vector store with the SQL documents (docs/security.md).
+    consistency_check_seconds: float = Field(300.0, ge=0, description=(
+        "How often SQL documents are reconciled with the vector store (counts and a "
+        "sample of ids); 0 checks only at start."))
+    consistency_sample: int = Field(200, ge=0, le=100_000, description=(
+        "Live documents whose chunk ids are looked up in the store at each check."))
+    auto_rebuild: bool = Field(True, description=(
+        "Re-embed the affected connectors from their sources when the store is missing "
+        "or behind the SQL documents."))
 
     @field_validator("half_life_days")
     @classmethod

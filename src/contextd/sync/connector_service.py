@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
 
+from contextd.connectors.limits import SourceLimits
 from contextd.connectors.registry import build_connector, get_connector_class, validation_details
-from contextd.connectors.secrets import mask_config, merge_config
+from contextd.connectors.secrets import check_endpoint_binding, mask_config, merge_config
 from contextd.core.errors import ConfigError, Conflict
 from contextd.core.store import VectorStore, WriteBatch
 from contextd.ingest.pipeline import Ingestor
@@ -60,9 +61,11 @@ def _validated(model: type[BaseModel], value: Any, prefix: str) -> dict[str, Any
                           details=details) from None
 
 
-def validate_config(name: str, kind: str, config: Any) -> None:
-    """ConfigError naming the field (``kind``, ``config.<field>``) unless ``config`` is valid."""
-    connector = build_connector(name, kind, config)
+def validate_config(name: str, kind: str, config: Any,
+                    limits: SourceLimits | None = None) -> None:
+    """ConfigError naming the field (``kind``, ``config.<field>``) unless ``config`` is valid
+    and every path and host it names is within ``limits``."""
+    connector = build_connector(name, kind, config, limits)
     close = getattr(connector, "close", None)
     if close is not None:
         close()
@@ -110,7 +113,7 @@ class ConnectorService:
     def create(self, *, name: str, kind: str, config: Any, schedule: Any = None,
                acl: Any = None, enabled: bool = True) -> ConnectorRow:
         """Validate everything, then save and schedule; nothing is saved on any error."""
-        validate_config(name, kind, config)
+        validate_config(name, kind, config, self.settings.limits)
         row = ConnectorRow(id=repo.new_id(), name=name, kind=kind, config=dict(config),
                            schedule=_validated(ScheduleSpec, schedule, "schedule") or {},
                            acl=_validated(AclOverride, acl, "acl"), enabled=enabled)
@@ -129,14 +132,17 @@ class ConnectorService:
 
     def update(self, connector_id: str, *, config: Any = _UNSET, schedule: Any = _UNSET,
                acl: Any = _UNSET, enabled: Any = _UNSET) -> ConnectorRow:
-        """Apply a PATCH: config fields merge (secrets sent masked are kept)."""
+        """Apply a PATCH: config fields merge (secrets sent masked are kept, unless the PATCH
+        moves the connector to another host: then they must be sent again)."""
         row = self.get(connector_id)
         if config is not _UNSET:
             if not isinstance(config, dict):
                 raise ConfigError("config must be an object",
                                   details=[{"field": "config", "message": "expected an object"}])
-            merged = merge_config(get_connector_class(row.kind).Config, row.config, config)
-            validate_config(row.name, row.kind, merged)
+            config_cls = get_connector_class(row.kind).Config
+            check_endpoint_binding(config_cls, row.config, config)
+            merged = merge_config(config_cls, row.config, config)
+            validate_config(row.name, row.kind, merged, self.settings.limits)
             row.config = merged
         if schedule is not _UNSET:
             row.schedule = _validated(ScheduleSpec, schedule, "schedule") or {}

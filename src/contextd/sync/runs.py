@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from contextd.connectors.limits import SourceLimits
 from contextd.connectors.registry import build_connector
 from contextd.core.errors import ConfigError, ContextdError, SourceAuthError
 from contextd.core.types import Batch, utcnow
@@ -45,11 +46,13 @@ def lease_name(row: ConnectorRow) -> str:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How runs retry, and how long a SQLite row lease outlives a dead holder."""
+    """How runs retry, how long a SQLite row lease outlives a dead holder, and where
+    connectors may reach (None: anywhere, as for the command line)."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease_ttl_seconds: float = 30.0
     quarantine_retry_limit: int = 500
+    limits: SourceLimits | None = None
 
 
 def _copy_counters(run: SyncRunRow, result: SyncResult) -> None:
@@ -99,7 +102,7 @@ def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
 
         connector = None
         try:
-            connector = build_connector(row.name, row.kind, row.config)
+            connector = build_connector(row.name, row.kind, row.config, settings.limits)
             for attempt in settings.retry.retrying("check", connector=row.name):
                 with attempt:
                     connector.check()
