@@ -149,6 +149,10 @@ def _source_error(exc: SQLAlchemyError, what: str,
     lowered = message.lower()
     if sqlstate in _AUTH_SQLSTATES or _AUTH_SIGNS.search(lowered):
         return SourceAuthError(f"{what}: credentials rejected: {message}")
+    if sqlstate == "25006" or "readonly database" in lowered:
+        return ConfigError(f"{what}: the query tried to write, and sources are only read: "
+                           f"{message}", details=[{"field": "config.query",
+                                                   "message": "writes are refused"}])
     if sqlstate.startswith("42") or sqlstate.startswith("3D") or "no such table" in lowered \
             or "no such column" in lowered or "syntax error" in lowered:
         return ConfigError(f"{what}: {message}",
