@@ -162,3 +162,34 @@ def test_a_cursor_without_per_file_ids_rescans_without_false_deletions(crm: Path
     assert [f.source_id for f in failures(batches)] == ["notes.json"]
     assert tombstones(batches) == []
     assert after is not None and "note:N-201" in after["file_ids"]["notes.json"]
+
+
+def test_an_account_name_is_copied_only_to_records_whose_readers_can_read_the_account(
+        tmp_path: Path) -> None:
+    """A deal open to more principals than its account shows the account id, not its name
+    (a restricted account's name once reached everyone who could read the deal)."""
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "accounts.json").write_text(json.dumps([
+        {"id": "A-1", "name": "Project Falcon Holdings", "owner": "carol", "team": "m-and-a",
+         "updated_at": "2026-11-01"},
+        {"id": "A-2", "name": "Globex", "owner": "bob", "team": "sales",
+         "updated_at": "2026-11-01"}]))
+    write_deals(crm, [
+        {"id": "D-1", "name": "Advisory retainer", "account_id": "A-1", "owner": "bob",
+         "team": "sales", "updated_at": "2026-11-02"},
+        {"id": "D-2", "name": "Renewal", "account_id": "A-2", "owner": "bob",
+         "team": "sales", "updated_at": "2026-11-02"},
+        {"id": "D-3", "name": "Integration", "account_id": "A-1", "team": "m-and-a",
+         "updated_at": "2026-11-02"}])
+    (crm / "notes.json").write_text(json.dumps([
+        {"id": "N-1", "account_id": "A-1", "body": "Call went well.", "owner": "bob",
+         "updated_at": "2026-11-03"}]))
+    found = records(pull_all(connector(crm))[0])
+    hidden = [found["deal:D-1"], found["note:N-1"]]
+    for record in hidden:
+        assert "Falcon" not in record.title + record.text, record
+        assert "A-1" in record.title + record.text  # the relation stays, as an id
+    assert found["deal:D-2"].title == "Deal: Renewal (Globex)"  # same readers: name shown
+    assert found["deal:D-3"].title == "Deal: Integration (Project Falcon Holdings)"
+    assert found["deal:D-1"].entities == ("account:A-1",)

@@ -3,13 +3,19 @@
 ACL = ``user:<owner>`` + ``group:<team>``. A row with neither fails closed: it is a failure
 value, never accidentally public. Each record names its entity (``deal:D-1``) and the
 entities it relates to (its account, a note's deal), so facts can follow them.
+
+Contacts, deals and notes show their account's name (search matches the words people
+use) only when every principal that can read them can also read the account: the
+account is public, or its ACL holds every principal of theirs. Otherwise they show the
+account id, so a record never carries text its readers could not read at the source.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +30,7 @@ from contextd.connectors.base import (
     to_utc,
 )
 from contextd.core.errors import ConfigError, SourceError
-from contextd.core.types import Batch, RecordFailure, SourceRecord
+from contextd.core.types import PUBLIC, Batch, RecordFailure, SourceRecord
 
 OBJECT_TYPES = {"accounts": "account", "contacts": "contact", "deals": "deal", "notes": "note"}
 SUFFIXES = (".json", ".csv")
@@ -51,10 +57,33 @@ def _sentence(*parts: str) -> str:
     return " ".join(p.rstrip(".") + "." for p in parts if p)
 
 
-def render(obj_type: str, row: Mapping[str, Any], accounts: Mapping[str, str]) -> tuple[str, str]:
-    """(title, text): a readable rendering, so search matches the words people use."""
+def row_acl(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """``user:<owner>`` + ``group:<team>`` of a row (empty when it names neither)."""
+    owner, team = str(row.get("owner") or "").strip(), str(row.get("team") or "").strip()
+    return tuple(p for p in (f"user:{owner}" if owner else "", f"group:{team}" if team else "")
+                 if p)
+
+
+def covers(source_acl: Sequence[str], reader_acl: Sequence[str]) -> bool:
+    """Can everyone who reads a record with ``reader_acl`` read one with ``source_acl``?"""
+    return PUBLIC in source_acl or (bool(reader_acl) and set(reader_acl) <= set(source_acl))
+
+
+@dataclass(frozen=True)
+class Account:
+    """What other records may borrow from an account: its name, under its ACL."""
+
+    name: str
+    acl: tuple[str, ...]
+
+
+def render(obj_type: str, row: Mapping[str, Any],
+           accounts: Mapping[str, Account]) -> tuple[str, str]:
+    """(title, text): a readable rendering, so search matches the words people use. The
+    account's name appears only where the account's ACL covers this row's readers."""
     account_id = str(row.get("account_id") or "")
-    account = accounts.get(account_id, account_id)
+    known = accounts.get(account_id)
+    account = known.name if known and covers(known.acl, row_acl(row)) else account_id
     name = str(row.get("name") or row.get("title") or row.get("id"))
     details = _sentence(*(f"{k.replace('_', ' ').capitalize()}: {v}" for k, v in row.items()
                           if k not in _NOT_DETAILS and v not in (None, "")))
@@ -76,18 +105,17 @@ def render(obj_type: str, row: Mapping[str, Any], accounts: Mapping[str, str]) -
 
 
 def to_record(source: str, obj_type: str, row: Mapping[str, Any],
-              accounts: Mapping[str, str]) -> SourceRecord:
+              accounts: Mapping[str, Account]) -> SourceRecord:
     """Map one CRM row; ValueError for a row that cannot be trusted."""
     if "_invalid" in row:
         raise ValueError(f"row is not an object: {row['_invalid']!r}")
     ident = str(row.get("id") or "").strip()
     if not ident:
         raise ValueError("row has no id")
-    owner, team = str(row.get("owner") or "").strip(), str(row.get("team") or "").strip()
-    if not owner and not team:
+    owner = str(row.get("owner") or "").strip()
+    acl = row_acl(row)
+    if not acl:
         raise ValueError("row has neither owner nor team: refusing to guess its ACL")
-    acl = tuple(p for p in (f"user:{owner}" if owner else "", f"group:{team}" if team else "")
-                if p)
     key = f"{obj_type}:{ident}"
     related = [f"{kind}:{row[column]}" for kind, column in (("account", "account_id"),
                                                             ("deal", "deal_id"))
@@ -142,16 +170,17 @@ class CrmExportConnector:
             raise ConfigError(f"{str(self.root)!r} has both .json and .csv for {both}: keep one",
                               details=[{"field": "config.path", "message": "ambiguous files"}])
 
-    def _accounts(self, files: Mapping[str, Path]) -> dict[str, str]:
-        """Account id -> name, for titles; empty if the accounts file is unreadable."""
+    def _accounts(self, files: Mapping[str, Path]) -> dict[str, Account]:
+        """Account id -> name and ACL, for titles; empty if the accounts file is unreadable."""
         path = next((p for k, p in files.items() if k.startswith("accounts.")), None)
         try:
             rows = read_rows(path) if path else []
         except (OSError, ValueError):
             return {}  # the accounts file itself reports the failure
-        return {str(r.get("id")): str(r.get("name")) for r in rows if r.get("id")}
+        return {str(r.get("id")): Account(str(r.get("name")), row_acl(r))
+                for r in rows if r.get("id")}
 
-    def scan(self, key: str, path: Path, accounts: Mapping[str, str]) -> FileScan:
+    def scan(self, key: str, path: Path, accounts: Mapping[str, Account]) -> FileScan:
         """Every row of one file; a malformed row is a failure and the rest continue."""
         obj_type = OBJECT_TYPES[Path(key).stem]
         found = FileScan()
