@@ -79,7 +79,10 @@ class Runtime:
     @cached_property
     def dense(self) -> DenseEncoder:
         return self.dense_encoder or SentenceTransformerEncoder(
-            self.settings.embedding_model, batch_size=self.settings.embedding_batch_size,
+            self.settings.embedding_model,
+            document_job_chunks=self.settings.embedding_document_job_chunks,
+            document_job_chars=self.settings.embedding_document_job_chars,
+            max_query_batch=self.settings.embedding_query_batch,
             threads=self.settings.embedding_threads,
             query_threads=self.settings.embedding_query_threads)
 

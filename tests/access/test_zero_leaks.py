@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 
 from contextd.api.access import context_scope
 from contextd.core.embedder import SentenceTransformerEncoder
+from contextd.core.model_owner import QueryEmbedding
 from contextd.core.settings import Settings
 from contextd.core.types import KINDS, PUBLIC, Tombstone
 from contextd.retrieval.schemas import ContextQuery
@@ -46,7 +48,15 @@ class MemoEncoder:
 
     def __init__(self, inner: SentenceTransformerEncoder) -> None:
         self.inner = inner
-        self.encode_query = lru_cache(maxsize=4096)(inner.encode_query)
+        self._query = lru_cache(maxsize=4096)(lambda text: inner.submit_query(text).result())
+
+    def submit_query(self, text: str) -> Future[QueryEmbedding]:
+        future: Future[QueryEmbedding] = Future()
+        future.set_result(self._query(text))
+        return future
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._query(text).vector
 
     @property
     def name(self) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
 
 from contextd.core.embedder import SentenceTransformerEncoder
+from contextd.core.model_owner import QueryEmbedding
 from contextd.core.types import AccessScope, Tombstone
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
@@ -33,6 +35,9 @@ class CountingEncoder:
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.inner.encode_query(text)
+
+    def submit_query(self, text: str) -> Future[QueryEmbedding]:
+        return self.inner.submit_query(text)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return self.inner.count_tokens(texts)

@@ -1,17 +1,17 @@
-"""The traced query graph gives the eager model's vectors, for any query the API admits."""
+"""The model owner: exact vectors and token counts from one thread, queries ahead of
+document jobs, concurrent queries sharing a forward pass (real all-MiniLM-L6-v2)."""
 
 from __future__ import annotations
 
-import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from contextd.core.embedder import QueryGraph, SentenceTransformerEncoder, _tokenizer_of
+from contextd.core.embedder import SentenceTransformerEncoder
 
 QUERIES = [
     "x",
@@ -22,50 +22,32 @@ QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("query", QUERIES)
-def test_query_graph_matches_the_eager_model(encoder: SentenceTransformerEncoder,
-                                             query: str) -> None:
-    assert encoder._query_graph is not None, "the bundled model must trace"
-    assert encoder._query_graph._tokenize.__name__ == "direct"  # its own tokenizer, checked
-    traced = encoder.encode_query(query)
-    eager = encoder.model.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
-    assert traced.dtype == np.float32 and traced.shape == eager.shape
-    assert np.abs(traced - eager).max() < 1e-5
-    assert abs(float(np.linalg.norm(traced)) - 1.0) < 1e-5
+def reference(encoder: SentenceTransformerEncoder, texts: list[str]) -> np.ndarray:
+    """sentence-transformers' own ``encode`` of ``texts`` one at a time (no padding), run
+    on the model thread like everything else that touches the model."""
+    model = encoder.model
+
+    def encode() -> Any:
+        return np.stack([model.encode([t], normalize_embeddings=True, convert_to_numpy=True)[0]
+                         for t in texts])
+
+    return encoder.owner.submit(encode, urgent=True).result()
 
 
-def test_submitted_queries_are_tokenized_on_the_callers_thread(
-        encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
-    encoder.encode_query("build the graph")  # traced on the model thread
-    graph = encoder._query_graph
-    assert graph is not None and graph.tokenizes_anywhere
-    threads: list[str] = []
-    tokenize = graph.tokenize
-
-    def recording(text: str) -> Any:
-        threads.append(threading.current_thread().name)
-        return tokenize(text)
-
-    monkeypatch.setattr(graph, "tokenize", recording)
-    vector = encoder.submit_query("travel per diem").result()
-    assert threads == [threading.current_thread().name]
-    eager = encoder.model.encode(["travel per diem"], normalize_embeddings=True,
-                                 convert_to_numpy=True)[0]
-    assert np.abs(vector - eager).max() < 1e-5
+def wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
 
 
-def test_queries_from_many_threads_beside_document_batches_embed_exactly(
+def test_query_vectors_equal_sentence_transformers_encode(
         encoder: SentenceTransformerEncoder) -> None:
-    """The graph's tokenizer is its own copy behind a lock: callers on many threads while
-    the model thread tokenizes documents neither fail nor mix up their inputs."""
-    encoder.encode_query("build the graph")
-    queries = [f"{q} {n}" for n in range(6) for q in QUERIES]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        documents = pool.submit(encoder.encode_documents, ["a travel policy paragraph"] * 256)
-        vectors = [f.result() for f in pool.map(encoder.submit_query, queries)]
-        documents.result()
-    eager = encoder.model.encode(queries, normalize_embeddings=True, convert_to_numpy=True)
-    assert np.abs(np.stack(vectors) - eager).max() < 1e-4
+    want = reference(encoder, QUERIES)
+    alone = np.stack([encoder.encode_query(q) for q in QUERIES])
+    assert alone.dtype == np.float32 and alone.shape == want.shape
+    assert np.abs(alone - want).max() < 1e-5
+    assert np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-5)
 
 
 def test_documents_and_queries_share_one_space(encoder: SentenceTransformerEncoder) -> None:
@@ -74,75 +56,101 @@ def test_documents_and_queries_share_one_space(encoder: SentenceTransformerEncod
     assert float(document @ encoder.encode_query(text)) > 0.9999
 
 
-def test_a_model_that_cannot_be_traced_embeds_queries_eagerly(
-        encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    def fail(model: object) -> QueryGraph:
-        raise RuntimeError("not traceable")
-
-    monkeypatch.setattr(QueryGraph, "trace", staticmethod(fail))
-    fallback = SentenceTransformerEncoder()
-    fallback.__dict__["model"] = encoder.model  # share the loaded weights
-    with caplog.at_level(logging.WARNING, logger="contextd.core.embedder"):
-        vector = fallback.encode_query("travel per diem")
-    assert fallback._query_graph is None
-    assert any(getattr(r, "event", "") == "query_graph_unavailable" for r in caplog.records)
-    eager = encoder.model.encode(["travel per diem"], normalize_embeddings=True,
-                                 convert_to_numpy=True)[0]
-    assert np.abs(vector - eager).max() < 1e-5
+def test_document_vectors_keep_their_order_across_jobs(
+        encoder: SentenceTransformerEncoder) -> None:
+    """Texts are grouped by length into jobs; the vectors come back in input order."""
+    texts = [f"policy {n} " + "detail " * (n % 5) * 4 for n in range(24)]
+    vectors = encoder.encode_documents(texts)
+    assert np.abs(vectors - reference(encoder, texts)).max() < 1e-5
 
 
-def test_a_tokenizer_that_differs_from_preprocess_is_not_used() -> None:
-    ids = torch.tensor([[101, 7592, 102]])
-
-    class Model:
-        max_seq_length = 256
-
-        def preprocess(self, texts: list[str]) -> dict[str, Any]:
-            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-        def tokenizer(self, texts: list[str], **kwargs: Any) -> dict[str, Any]:
-            return {"input_ids": ids + 1, "attention_mask": torch.ones_like(ids)}
-
-    tokenize = _tokenizer_of(Model(), ["input_ids", "attention_mask"])
-    assert torch.equal(tokenize("x")["input_ids"], ids)  # preprocess, not the tokenizer
-
-
-def test_a_query_on_an_idle_model_thread_is_running_when_submit_returns(
-        encoder: SentenceTransformerEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``submit_query`` waits (at most ``_START_WAIT_SECONDS``) for an idle model thread to
-    enter the graph, so the caller's Python that follows does not hold it off; behind
-    queued work it returns at once. The count of queued work returns to zero, cancelled
-    work included."""
-    import time
-
-    from contextd.core import embedder
-
-    encoder.encode_query("build the graph")
-    graph = encoder._query_graph
-    assert graph is not None and graph.tokenizes_anywhere
-    events: list[threading.Event] = []
-
-    class Recorded(threading.Event):
-        def __init__(self) -> None:
-            super().__init__()
-            events.append(self)
-
-    monkeypatch.setattr(embedder.threading, "Event", Recorded)
-    monkeypatch.setattr(embedder, "_START_WAIT_SECONDS", 5.0)  # generous: never the limit here
-    future = encoder.submit_query("travel per diem")
-    assert events and events[-1].is_set()  # the model thread was in before submit returned
-    future.result()
-    monkeypatch.undo()
-
+def test_concurrent_queries_share_a_forward_pass_and_embed_exactly(
+        encoder: SentenceTransformerEncoder) -> None:
+    encoder.encode_query("load the model")
+    queries = [f"{q} {n}" for n in range(3) for q in QUERIES]
+    want = reference(encoder, queries)
     gate = threading.Event()
-    blocker = encoder._submit(lambda: (gate.wait(10), np.zeros(1))[1])  # the thread is busy
-    started = time.perf_counter()
-    queued = encoder.submit_query("queued behind a batch")
-    assert time.perf_counter() - started < 1.0  # did not wait for a busy thread
-    dropped = encoder.submit_query("cancelled before it runs")
-    assert dropped.cancel()
+    blocker = encoder.owner.submit(lambda: gate.wait(30), urgent=True)  # the thread is busy
+    futures = [encoder.submit_query(q) for q in queries]
     gate.set()
     blocker.result()
-    queued.result()
-    assert encoder._queued == 0
+    results = [f.result(timeout=120) for f in futures]
+    assert max(r.batch_size for r in results) > 1  # the waiting queries went in together
+    assert np.abs(np.stack([r.vector for r in results]) - want).max() < 1e-5
+    counted = [encoder.count_tokens([q]) for q in queries]
+    assert [r.tokens for r in results] == counted
+
+
+def test_a_query_waits_behind_at_most_one_document_job(
+        encoder: SentenceTransformerEncoder) -> None:
+    """Submitted while a large document batch embeds, the query runs after the job that
+    was running (the owner's counters say so), long before the batch ends."""
+    encoder.encode_query("load the model")
+    texts = [f"paragraph {n} about travel allowances and receipts" for n in range(160)]
+    jobs_in_batch = len(encoder.document_jobs(texts))
+    counts = encoder.owner.counts
+    before = counts["document_jobs"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batch = pool.submit(encoder.encode_documents, texts)
+        wait_for(lambda: counts["document_jobs"] >= before + 2)
+        embedded = encoder.submit_query("what is the travel per diem?").result(timeout=60)
+        done_at = counts["document_jobs"] - before
+        batch.result()
+    assert embedded.waited_documents <= 1
+    assert done_at <= 4 < jobs_in_batch  # answered while most of the batch was still queued
+    assert counts["document_jobs"] - before == jobs_in_batch
+
+
+def test_token_counts_from_many_threads_beside_document_batches_stay_exact(
+        encoder: SentenceTransformerEncoder) -> None:
+    texts = [q * (n + 1) for n, q in enumerate(QUERIES * 4)]
+    want = [encoder.count_tokens([t]) for t in texts]
+    documents = ["a travel policy paragraph with several clauses"] * 48
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        batches = [pool.submit(encoder.encode_documents, documents) for _ in range(2)]
+        got = list(pool.map(lambda t: encoder.count_tokens([t]), texts * 3))
+        for batch in batches:
+            assert batch.result().shape == (48, encoder.dim)
+    assert got == want * 3
+    assert encoder.count_tokens(texts) == sum(want)
+
+
+def test_a_stream_of_queries_does_not_starve_documents(
+        encoder: SentenceTransformerEncoder) -> None:
+    """After ``documents_every`` query batches a waiting document job runs."""
+    encoder.encode_query("load the model")
+    stop = threading.Event()
+
+    def flood() -> int:
+        sent = 0
+        while not stop.is_set():
+            encoder.encode_query(f"query {sent}")
+            sent += 1
+        return sent
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        floods = [pool.submit(flood) for _ in range(2)]
+        vectors = encoder.encode_documents(["a clause of the travel policy"] * 48)
+        stop.set()
+        assert sum(f.result() for f in floods) > 0
+    assert vectors.shape == (48, encoder.dim)
+
+
+def test_a_cancelled_query_is_not_run_and_a_failing_job_fails_alone(
+        encoder: SentenceTransformerEncoder) -> None:
+    gate = threading.Event()
+    blocker = encoder.owner.submit(lambda: gate.wait(30), urgent=True)
+    dropped = encoder.submit_query("cancelled before it runs")
+    kept = encoder.submit_query("still served")
+    assert dropped.cancel()
+
+    def fail() -> None:
+        raise ValueError("bad job")
+
+    failing = encoder.owner.submit(fail)
+    gate.set()
+    blocker.result()
+    assert kept.result(timeout=60).batch_size == 1  # the cancelled one left the batch
+    with pytest.raises(ValueError, match="bad job"):
+        failing.result(timeout=60)
+    assert encoder.encode_query("the thread lives on").shape == (encoder.dim,)

@@ -10,11 +10,9 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
-from contextd.api.admitted import RecentlyAdmitted
 from contextd.api.dashboard import routes as dashboard
-from contextd.api.deps import agent_roles, single_valued_query
+from contextd.api.deps import single_valued_query
 from contextd.api.docs import install_offline_docs
-from contextd.api.early import EarlyEmbeddingMiddleware
 from contextd.api.errors import install_error_handlers
 from contextd.api.mcpmount import install_mcp, run_mcp
 from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -77,7 +75,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                   dependencies=[Depends(single_valued_query)])
     app.state.runtime = runtime
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
-    app.state.admitted = RecentlyAdmitted()
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
                    metrics.router, costs.router, connectors.router, quality.router,
@@ -90,9 +87,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
-    # Before routing and the other layers, so the model starts as the request arrives.
-    app.add_middleware(EarlyEmbeddingMiddleware, roles=agent_roles.required_roles,
-                       max_bytes=settings.max_request_bytes)
     # Outermost, so request outcomes the inner layers answer (413, 401, 5xx) are recorded.
     app.add_middleware(ContextOutcomeMiddleware)
     return app

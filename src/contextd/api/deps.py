@@ -11,7 +11,6 @@ from typing import Annotated, Any, get_origin
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from contextd.api.admitted import RecentlyAdmitted
 from contextd.api.ratelimit import RateLimiter
 from contextd.api.threads import in_thread
 from contextd.core.errors import (
@@ -64,14 +63,7 @@ async def current_key(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
     limiter: RateLimiter = request.app.state.rate_limiter
-    admitted: RecentlyAdmitted = request.app.state.admitted
-    token = credentials.credentials
-    try:
-        key = await in_thread(_admit, runtime, limiter, token, request.url.path)
-    except (AuthenticationFailed, RateLimited):
-        admitted.forget(token)
-        raise
-    admitted.note(token, key.role)
+    key = await in_thread(_admit, runtime, limiter, credentials.credentials, request.url.path)
     max_bytes = key.policy.max_request_bytes
     if max_bytes is not None and len(await request.body()) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",

@@ -37,7 +37,16 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = None
     collection: str = "contextd"
     embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_batch_size: int = Field(64, ge=1, le=4096)
+    embedding_document_job_chunks: int = Field(16, ge=1, le=4096, description=(
+        "Most chunks per document job on the model thread. A query waits behind at most "
+        "one such job, so smaller jobs mean shorter waits for queries during a sync."))
+    embedding_document_job_chars: int = Field(2000, ge=1, description=(
+        "Most characters per document job (a job holds at least one chunk): about 500 "
+        "model tokens, so a job of long chunks is as short to wait for as one of short "
+        "chunks (about 0.1-0.3 s on two cores)."))
+    embedding_query_batch: int = Field(64, ge=1, le=1024, description=(
+        "Most queries embedded in one forward pass: the queries waiting when the model "
+        "thread comes free share it."))
     embedding_threads: int | None = None
     # torch threads for one query's embedding (documents use embedding_threads / all cores)
     embedding_query_threads: int = Field(1, ge=1)

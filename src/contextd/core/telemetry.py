@@ -76,10 +76,12 @@ SOURCE_HTTP_RETRIES = Counter("contextd_source_http_retries_total",
                               "Source API requests retried (reason: rate_limited, "
                               "server_error, timeout, connection).", ["connector", "reason"],
                               registry=REGISTRY)
-EMBED_BATCH = Histogram("contextd_embedding_batch_size", "Texts per embedding call.",
+EMBED_BATCH = Histogram("contextd_embedding_batch_size",
+                        "Texts per forward pass of the model (a query micro-batch or a "
+                        "document job).",
                         ["purpose"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                         registry=REGISTRY)
-EMBED_SECONDS = Histogram("contextd_embedding_seconds", "Wall time per embedding call.",
+EMBED_SECONDS = Histogram("contextd_embedding_seconds", "Wall time per forward pass of the model.",
                           ["purpose"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 EMBED_TOKENS = Counter("contextd_embedding_tokens_total",
                        "Model (wordpiece) tokens embedded.", ["purpose"], registry=REGISTRY)

@@ -95,7 +95,9 @@ def record_interaction(engine: Engine, store: VectorStore, dense: DenseEncoder,
     created_at = as_utc(new.created_at or utcnow())
     text = memory_text(new.query, new.summary)
     with span("memory.record"):
-        vector = dense.encode_documents([text])[0]
+        # In the model's query lane: an agent waits on this request, and recall matches
+        # interactions query-to-query.
+        vector = dense.encode_query(text)
         point = ChunkPoint(interaction_id, vector.tolist(), sparse.encode_document(text), {
             "source": memory_source(new.user_id), "source_id": interaction_id,
             "kind": INTERACTION_KIND, "acl": [f"user:{new.user_id}"],

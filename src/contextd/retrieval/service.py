@@ -10,7 +10,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,18 +37,6 @@ DAY = 86400.0
 log = logging.getLogger(__name__)
 
 ScopeSource = AccessScope | Callable[[], AccessScope]
-
-
-@dataclass(frozen=True, slots=True)
-class StartedEmbedding:
-    """A query's dense embedding already running on the model thread, started before the
-    request reached the retriever (see ``api.routers.context``): used only for that very
-    query text."""
-
-    text: str
-    vector: Future[np.ndarray]
-    wall_started: float
-    cpu_started: float
 
 
 class StageTimer:
@@ -130,34 +117,19 @@ class Retriever:
         return {kind: value * DAY for kind, value in days.items()}
 
     def _embed(self, query: ContextQuery, scope: ScopeSource, mode: SearchMode,
-               timer: StageTimer, early: StartedEmbedding | None = None,
-               ) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
+               timer: StageTimer) -> tuple[np.ndarray | None, SparseVec | None, AccessScope]:
         """Query vectors and the resolved scope. The dense model runs on its own thread
-        while this one encodes BM25, resolves the scope (a directory lookup) and counts the
-        query's model tokens, so those cost little wall time; ``stages_ms`` shows them
-        overlapping ``embed``. ``early``, if it is this query's, is used instead of
-        starting the model again; ``embed`` then counts from when it was started."""
-        if early is not None and (mode == "sparse" or early.text != query.query):
-            early.vector.cancel()
-            early = None
-        with timer.stage("embed", since=early.wall_started if early else None):
-            cpu_started = early.cpu_started if early else time.process_time()
-            pending: Future[np.ndarray] | None = early.vector if early else None
-            dense: np.ndarray | None = None
-            if mode != "sparse" and pending is None:
-                submit = getattr(self.dense, "submit_query", None)
-                if submit is not None:
-                    pending = submit(query.query)
-                else:
-                    dense = self.dense.encode_query(query.query)
+        (ahead of any document job, batched with the queries waiting beside it) while this
+        one encodes BM25 and resolves the scope (a directory lookup), so those cost little
+        wall time; ``stages_ms`` shows them overlapping ``embed``."""
+        with timer.stage("embed"):
+            pending = self.dense.submit_query(query.query) if mode != "sparse" else None
             sparse = self.sparse.encode_query(query.query) if mode != "dense" else None
             resolved = scope() if callable(scope) else scope
-            embed_tokens = self.dense.count_tokens([query.query]) if mode != "sparse" else 0
-            if pending is not None:
-                dense = pending.result()
-            timer.cost["embed_cpu_seconds"] = time.process_time() - cpu_started
-            timer.cost["embed_tokens"] = embed_tokens
-        return dense, sparse, resolved
+            embedded = pending.result() if pending is not None else None
+            timer.cost["embed_cpu_seconds"] = embedded.cpu_seconds if embedded else 0.0
+            timer.cost["embed_tokens"] = embedded.tokens if embedded else 0
+        return (embedded.vector if embedded else None), sparse, resolved
 
     def search(self, query: ContextQuery, scope: ScopeSource, *, limit: int,
                mode: SearchMode = "hybrid", timer: StageTimer | None = None,
@@ -203,8 +175,7 @@ class Retriever:
 
     def bundle(self, query: ContextQuery, scope: ScopeSource,
                timer: StageTimer | None = None,
-               memory: MemoryProvider | None = None,
-               early: StartedEmbedding | None = None) -> ContextBundle:
+               memory: MemoryProvider | None = None) -> ContextBundle:
         """A packed, cited bundle of what ``scope`` may see that best answers ``query``.
 
         With ``memory`` (and ``query.include_memory``), the user's relevant past
@@ -215,7 +186,7 @@ class Retriever:
         timer = timer or StageTimer()
         started = time.perf_counter()
         limit = min(max(query.top_k * 3, 30), self.settings.prefetch_limit)
-        dense, sparse, resolved = self._embed(query, scope, query.mode, timer, early)
+        dense, sparse, resolved = self._embed(query, scope, query.mode, timer)
         candidates = self._candidates(query, dense, sparse, resolved, limit=limit,
                                       mode=query.mode, timer=timer,
                                       freshness=query.freshness_enabled)

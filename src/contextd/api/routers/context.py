@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 
 from contextd.api.access import (
     audit_context,
@@ -16,7 +15,6 @@ from contextd.api.access import (
 )
 from contextd.api.background import best_effort
 from contextd.api.deps import AgentKey, RuntimeDep
-from contextd.api.early import started_embedding
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
 from contextd.core.errors import ContextdError, InvalidInput
@@ -24,7 +22,7 @@ from contextd.core.settings import Settings
 from contextd.core.telemetry import CONTEXT_ITEMS, MEMORY_RECALL, TOKENS_SERVED
 from contextd.core.types import AccessScope
 from contextd.retrieval.schemas import ContextBundle, ContextQuery, bundle_json
-from contextd.retrieval.service import StageTimer, StartedEmbedding
+from contextd.retrieval.service import StageTimer
 from contextd.retrieval.sources import check_sources, known_sources
 from contextd.runtime import Runtime
 from contextd.state.bundles import record_bundle
@@ -35,37 +33,31 @@ router = APIRouter(prefix="/v1", tags=["context"])
 log = logging.getLogger(__name__)
 
 
-async def early_embedding(request: Request) -> StartedEmbedding | None:
-    """The query's embedding if ``api.early`` started it as the request arrived (for a
-    token admitted lately). Used only once the key has passed its full check: FastAPI
-    resolves ``AgentKey`` before the route runs, and the middleware drops the embedding
-    if the request is refused."""
-    return started_embedding(request.scope)
-
-
 @router.post("/context", response_model=None,
              responses={200: {"model": ContextResponse}, 401: {}, 403: {}, 413: {}, 422: {}})
-async def post_context(body: ContextRequestIn, runtime: RuntimeDep,
-                       early: Annotated[StartedEmbedding | None, Depends(early_embedding)],
-                       key: AgentKey, background: BackgroundTasks) -> Response:
-    """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``."""
-    return await in_thread(serve_context, body, runtime, key, background, early)
+async def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKey,
+                       background: BackgroundTasks) -> Response:
+    """Build a context bundle of what ``user_id`` may see, packed into ``token_budget``.
+
+    The key is checked first (``AgentKey``); then, off the event loop, the query embeds on
+    the model thread while this thread resolves the user's principals; then search, rank,
+    pack."""
+    return await in_thread(serve_context, body, runtime, key, background)
 
 
 def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
-                  background: BackgroundTasks, early: StartedEmbedding | None = None,
-                  ) -> Response:
+                  background: BackgroundTasks) -> Response:
     """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
     started = time.perf_counter()
     try:
-        return _serve_context(body, runtime, key, background, early)
+        return _serve_context(body, runtime, key, background)
     except ContextdError as exc:  # refused requests are audited too (issue 4)
         audit_context(runtime, key, body, outcome=exc.code, started=started)
         raise
 
 
 def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
-                   background: BackgroundTasks, early: StartedEmbedding | None) -> Response:
+                   background: BackgroundTasks) -> Response:
     settings = runtime.settings
     query = body.query.strip()
     if not query:
@@ -107,8 +99,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         fact_history=body.fact_history,
     )
     try:
-        bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall,
-                                          early=early)
+        bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
     except BaseException:
         timer.emit()  # a failed request's stages are traced too
         raise
