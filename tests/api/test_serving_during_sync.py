@@ -37,8 +37,7 @@ def write_corpus(folder: Path) -> None:
     """One short file per chunk, about shipments: nothing like the needles."""
     folder.mkdir()
     for n in range(SYNCED):
-        (folder / f"shipment-{n:05d}.txt").write_text(
-            f"Shipment {n} of pallet goods arrived at dock {n % 9}; clerk {n % 37} logged it.")
+        (folder / f"s{n}.txt").write_text(f"Shipment {n} arrived at dock {n % 9}.")
 
 
 def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
@@ -56,8 +55,9 @@ def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
             "config": {"path": str(tmp_path / "corpus")}})
         assert created.status_code == 201, created.text
         cid = created.json()["id"]
+        # About a minute on two idle cores; the timeout leaves room for a shared machine.
         sync = pool.submit(lambda: admin.post(f"/v1/connectors/{cid}/sync?wait=true",
-                                              timeout=600))
+                                              timeout=1800))
 
         def ask(name: str) -> tuple[bool, str, str]:
             """(asked and answered while the sync embedded, needle, top item's id)"""
