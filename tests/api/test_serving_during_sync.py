@@ -52,7 +52,7 @@ def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
             ThreadPoolExecutor(max_workers=4) as pool:
         created = admin.post("/v1/connectors", json={
             "name": "shipments", "kind": "filesystem",
-            "config": {"path": str(tmp_path / "corpus")}})
+            "config": {"path": str(tmp_path / "corpus"), "default_acl": ["public"]}})
         assert created.status_code == 201, created.text
         cid = created.json()["id"]
         # About a minute on two idle cores; the timeout leaves room for a shared machine.
