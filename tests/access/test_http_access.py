@@ -296,7 +296,9 @@ def test_every_context_request_is_audited_with_redactions(server: LiveServer,
             == "query.since"
         twice = analyst.get("/v1/audit?outcome=ok&outcome=rate_limited")
         assert twice.status_code == 422
-        assert twice.json()["error"]["details"] == [{"field": "query.outcome"}]
+        assert twice.json()["error"]["details"] == [{
+            "field": "query.outcome",
+            "message": "query parameter 'outcome' given more than once"}]
         since = analyst.get("/v1/audit", params={"since": "2026-01-01",
                                                  "until": "2099-01-01T00:00:00Z"})
         assert len(since.json()["events"]) == 2

@@ -54,7 +54,8 @@ def test_bad_policy_names_the_field_and_saves_nothing(sql_engine: Engine, policy
                                                       field: str) -> None:
     with pytest.raises(InvalidInput) as err:
         create_key(sql_engine, name="x", role="agent", policy=policy)
-    assert err.value.details == [{"field": field}]
+    [detail] = err.value.details
+    assert detail["field"] == field and detail["message"]
     assert list_keys(sql_engine) == []
 
 

@@ -35,14 +35,26 @@ def context_scope(engine: Engine, *, user_id: str, key: KeyPolicy,
         sources=sources, kinds=kinds)
 
 
-def check_key_limits(key: ApiKey, body: ContextRequestIn) -> None:
-    """Refuse a request past the key's own ``max_token_budget`` / ``max_top_k`` (422)."""
+def apply_key_limits(key: ApiKey, body: ContextRequestIn) -> ContextRequestIn:
+    """The request held to the key's ``max_token_budget`` / ``max_top_k``.
+
+    A default the caller did not send is lowered to the key's limit (a key limited to
+    top_k 5 gets 5 items when it sends no top_k); a value the caller did send past the
+    limit is refused with 422, since silently serving less than asked would hide it.
+    """
     policy = key.policy
+    lowered: dict[str, int] = {}
     for field, asked, limit in (("token_budget", body.token_budget, policy.max_token_budget),
                                 ("top_k", body.top_k, policy.max_top_k)):
-        if limit is not None and asked > limit:
-            raise InvalidInput(f"{field} exceeds this key's limit of {limit}",
-                               details=[{"field": field, "limit": limit}])
+        if limit is None or asked <= limit:
+            continue
+        if field not in body.model_fields_set:
+            lowered[field] = limit
+            continue
+        raise InvalidInput(f"{field} exceeds this key's limit of {limit}",
+                           details=[{"field": field, "limit": limit,
+                                     "message": f"at most {limit} for this key"}])
+    return body.model_copy(update=lowered) if lowered else body
 
 
 @lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ from contextd.api.outcomes import ContextOutcomeMiddleware
 from contextd.api.ratelimit import make_rate_limiter
 from contextd.api.routers import (
     audit,
+    connector_kinds,
     connectors,
     context,
     costs,
@@ -77,8 +78,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
     for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router, connectors.router, quality.router,
-                   evals.router, dashboard.router, memory.router, audit.router,
+                   metrics.router, costs.router, connectors.router, connector_kinds.router,
+                   quality.router, evals.router, dashboard.router, memory.router, audit.router,
                    sources.router):
         app.include_router(router)
     dashboard.mount_static(app)

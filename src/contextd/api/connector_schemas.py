@@ -1,24 +1,71 @@
-"""Bodies of ``/v1/connectors`` (issue 3). Config secrets are only ever served masked."""
+"""Bodies of ``/v1/connectors`` and ``/v1/connector-kinds``.
+
+The create body is a union by ``kind``: each registered kind contributes a variant whose
+``config`` is that kind's own config model, so OpenAPI documents every field and FastAPI
+rejects a bad one with a 422 that names it. Config secrets are only ever served masked.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from pathlib import PurePath
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, create_model
 
+from contextd.api.errors import UNION_TAGS
 from contextd.api.schemas import Strict
+from contextd.connectors.registry import CONNECTORS
 from contextd.sync.specs import AclOverride, ScheduleSpec
 
 
-class ConnectorIn(Strict):
+class ConnectorInBase(Strict):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="Unique; the `source` of every record it ingests.")
-    kind: str = Field(min_length=1, max_length=50, description="A registered connector kind.")
-    config: dict[str, Any] = Field(description="The kind's config; secret fields write-only.")
     schedule: ScheduleSpec | None = Field(None, description="Absent: runs on demand only.")
     acl: AclOverride | None = None
     enabled: bool = True
+
+    def raw_config(self) -> dict[str, Any]:
+        """The config as sent (secrets in clear, for storage), without unsent defaults."""
+        config: BaseModel = getattr(self, "config")  # noqa: B009 (each variant declares it)
+        return _plain(config.model_dump(exclude_unset=True))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _variant(kind: str, cls: type[Any]) -> type[ConnectorInBase]:
+    tag: Any = Literal[kind]
+    model: type[ConnectorInBase] = create_model(
+        f"{cls.__name__}In", __base__=ConnectorInBase,
+        __doc__=f"A `{kind}` connector: {(cls.__doc__ or '').strip().splitlines()[0]}",
+        kind=(tag, Field(description="The connector kind.")),
+        config=(cls.Config, Field(description=f"The `{kind}` config; secrets write-only.")))
+    return model
+
+
+VARIANTS: dict[str, type[ConnectorInBase]] = {kind: _variant(kind, cls)
+                                              for kind, cls in CONNECTORS.items()}
+UNION_TAGS.update(VARIANTS)
+ConnectorIn = Annotated[Union[tuple(VARIANTS.values())],  # type: ignore[valid-type]  # noqa: UP007
+                        Field(discriminator="kind")]
+
+
+class ConnectorKindOut(BaseModel):
+    kind: str
+    description: str = Field(description="What the kind reads.")
+    secrets: list[str] = Field(description="Config fields that are write-only (served masked).")
+    config_schema: dict[str, Any] = Field(description="JSON schema of the kind's `config`.")
 
 
 class ConnectorPatch(Strict):

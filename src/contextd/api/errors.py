@@ -43,7 +43,8 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+    return {"error": {"code": code, "message": message,
+                      "details": e.field_details(details, message)}}
 
 
 def status_of(exc: e.ContextdError) -> int:
@@ -53,9 +54,27 @@ def status_of(exc: e.ContextdError) -> int:
     return 500
 
 
+# Tags of discriminated unions in request bodies (``POST /v1/connectors`` picks its config
+# model by ``kind``); pydantic puts the chosen tag in the error location, clients name fields.
+UNION_TAGS: set[str] = set()
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    parts = [str(p) for p in loc]
+    if parts[:1] == ["body"]:
+        parts = parts[1:]
+        if len(parts) > 1 and parts[0] in UNION_TAGS:
+            parts = parts[1:]
     return ".".join(parts) or "body"
+
+
+def _error_field(err: Any) -> str:
+    """The field an error concerns; a union's missing or unknown tag names the tag field."""
+    field = _field(tuple(err.get("loc", ())))
+    if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        tag = str((err.get("ctx") or {}).get("discriminator", "")).strip("'")
+        field = tag if field == "body" else f"{field}.{tag}"
+    return field
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -72,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"field": _field(tuple(err.get("loc", ()))), "message": err.get("msg", ""),
+        details = [{"field": _error_field(err), "message": err.get("msg", ""),
                     "type": err.get("type", "")} for err in exc.errors()]
         fields = ", ".join(d["field"] for d in details)
         ERRORS.labels("invalid_input").inc()

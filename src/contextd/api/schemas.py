@@ -137,6 +137,30 @@ class GroupParentsOut(BaseModel):
     parents: list[str]
 
 
+class UserEntryOut(BaseModel):
+    user_id: str
+    groups: list[str] = Field(description="Direct groups (nesting adds more; see GET "
+                                          "/v1/principals/{user_id}).")
+
+
+class PrincipalsPageOut(BaseModel):
+    principals: list[UserEntryOut]
+    next_after: str | None = Field(
+        description="Pass as ``after`` for the next page; null on the last page.")
+
+
+class GroupEntryOut(BaseModel):
+    group_id: str
+    members: list[str] = Field(description="Direct members: user:<id> and group:<id>.")
+    parents: list[str] = Field(description="Groups this group belongs to.")
+
+
+class GroupsPageOut(BaseModel):
+    groups: list[GroupEntryOut]
+    next_after: str | None = Field(
+        description="Pass as ``after`` for the next page; null on the last page.")
+
+
 class KeyPolicyIn(Strict):
     """A key's scope (None: not narrowed) and limits (None: the service defaults)."""
 
@@ -223,10 +247,20 @@ class AuditPageOut(BaseModel):
         description="Pass as ``before_id`` for the next (older) page; null on the last page.")
 
 
+class FieldProblem(BaseModel):
+    """One problem of an error: the field it concerns (dotted path; empty when none) and
+    what is wrong with it. Some errors add keys (``unknown_ids``, ``retry_after``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    field: str
+    message: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
-    details: Any = None
+    details: list[FieldProblem] = Field(default_factory=list)
 
 
 class ErrorOut(BaseModel):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,19 @@ class Connector(Protocol):
 
     def list_ids(self) -> set[str]:
         """Source ids that exist at the source right now."""
+        ...
+
+
+@runtime_checkable
+class LocalCheck(Protocol):
+    """Optional: checks that need no pull and no network (paths exist, have the right type).
+
+    Run on create and on every config change, so a connector that cannot work is a 422
+    and is never saved.
+    """
+
+    def check_local(self) -> None:
+        """Raise ConfigError naming the field (``config.path``) if the config cannot work."""
         ...
 
 

@@ -158,6 +158,10 @@ class CrmExportConnector:
     def targets(self) -> list[tuple[str, str, Any]]:
         return [("path", "path", self.config.path)]
 
+    def check_local(self) -> None:
+        """The path is a directory of export files (checked on create, before saving)."""
+        self.check()
+
     def check(self) -> None:
         files = self._files() if self.root.is_dir() else {}
         if not files:

@@ -146,6 +146,10 @@ class _MailConnector:
     def check(self) -> None:
         raise NotImplementedError
 
+    def check_local(self) -> None:
+        """The path holds mail of this kind (checked on create, before anything is saved)."""
+        self.check()
+
     def _files(self) -> dict[str, Path]:
         """Cursor key -> file holding messages."""
         raise NotImplementedError

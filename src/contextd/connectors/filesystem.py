@@ -187,6 +187,13 @@ class FilesystemConnector:
     def targets(self) -> list[tuple[str, str, Any]]:
         return [("path", "path", self.config.path)]
 
+    def check_local(self) -> None:
+        """The path is a readable directory (checked on create, before anything is saved)."""
+        self.check()
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise ConfigError(f"path {str(self.root)!r} is not readable",
+                              details=[{"field": "config.path", "message": "not readable"}])
+
     def check(self) -> None:
         if not self.root.is_dir():
             raise ConfigError(f"path {str(self.root)!r} does not exist or is not a directory",

@@ -20,14 +20,17 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from bs4 import BeautifulSoup
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_utc
 from contextd.connectors.http import HttpSource
 from contextd.connectors.limits import OutboundPolicy
 from contextd.connectors.saas import (
+    URL_PATTERN,
     SaasConfig,
     describe,
+    header_safe,
+    http_url,
     owner_acl,
     refetched,
     settled_before,
@@ -72,12 +75,16 @@ class HubSpotConfig(SaasConfig):
     # The stored token is only ever sent to this host: changing it needs the token again.
     endpoint_fields: ClassVar[tuple[str, ...]] = ("base_url",)
 
-    access_token: SecretStr = Field(min_length=1)
-    base_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://\S+$")
+    access_token: SecretStr = Field(min_length=1, description="A private-app access token.")
+    base_url: str = Field(default="https://api.hubapi.com", pattern=URL_PATTERN,
+                          description="The API root (a test double's address in tests).")
     object_types: list[ObjectType] = Field(default_factory=lambda: list(ALL_TYPES),
                                            min_length=1)
     extra_properties: dict[ObjectType, list[str]] = Field(default_factory=dict)
     page_size: int = Field(default=100, ge=1, le=200)
+
+    _token = field_validator("access_token")(header_safe)
+    _url = field_validator("base_url")(http_url)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ def _ms(value: datetime) -> str:
 
 
 class HubSpotConnector:
+    """HubSpot CRM companies, contacts, deals and notes through its REST API."""
+
     kind: ClassVar[str] = "hubspot"
     Config: ClassVar[type[ConnectorConfig]] = HubSpotConfig
     search_window: int = SEARCH_WINDOW  # results one search can page through

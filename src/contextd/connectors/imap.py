@@ -22,6 +22,7 @@ import re
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
@@ -73,6 +74,8 @@ def _text(data: Any) -> str:
 
 
 class ImapConnector:
+    """Mail folders on an IMAP server, incremental by UID within each folder's UIDVALIDITY."""
+
     kind: ClassVar[str] = "imap"
     Config: ClassVar[type[ConnectorConfig]] = ImapConfig
 
@@ -86,6 +89,13 @@ class ImapConnector:
 
     def targets(self) -> list[tuple[str, str, Any]]:
         return [("host", "host", (self.config.host, self.port))]
+
+    def check_local(self) -> None:
+        """The CA file, if named, exists (the server itself is only reached by a run)."""
+        ca_file = self.config.ca_file
+        if ca_file is not None and not Path(ca_file).expanduser().is_file():
+            raise ConfigError(f"ca_file {ca_file!r} does not exist or is not a file",
+                              details=[{"field": "config.ca_file", "message": "not a file"}])
 
     # --- session -------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from contextd.connectors.base import ConnectorConfig
 from contextd.connectors.filesystem import valid_principals
@@ -27,6 +28,30 @@ class SaasConfig(ConnectorConfig):
     @classmethod
     def _valid(cls, value: list[str]) -> list[str]:
         return valid_principals(value)
+
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+# The API base URLs: http(s), printable ASCII (hosts in IDNA form), a host part.
+URL_PATTERN = r"^https?://[\x21-\x7e]+$"
+
+
+def header_safe(value: SecretStr | None) -> SecretStr | None:
+    """A token sent in an HTTP header: printable ASCII, no spaces (else ValueError)."""
+    if value is not None and not _HEADER_SAFE.fullmatch(value.get_secret_value()):
+        raise ValueError("must be printable ASCII without spaces (sent in an HTTP header)")
+    return value
+
+
+def http_url(value: str) -> str:
+    """An http(s) URL with a host (else ValueError): checked on create, not on first run."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL with a host")
+    return value
 
 
 def settled_before(config: SaasConfig) -> datetime:

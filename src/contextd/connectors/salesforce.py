@@ -24,8 +24,11 @@ from contextd.connectors.base import ConnectorConfig, chunked, error_text, to_ut
 from contextd.connectors.http import HttpSource
 from contextd.connectors.limits import OutboundPolicy
 from contextd.connectors.saas import (
+    URL_PATTERN,
     SaasConfig,
     describe,
+    header_safe,
+    http_url,
     owner_acl,
     refetched,
     settled_before,
@@ -73,7 +76,7 @@ class SalesforceConfig(SaasConfig):
     # Tokens and the client secret go only to this host: changing it needs them again.
     endpoint_fields: ClassVar[tuple[str, ...]] = ("instance_url",)
 
-    instance_url: str = Field(pattern=r"^https?://\S+$")
+    instance_url: str = Field(pattern=URL_PATTERN)
     api_version: str = Field(default="v61.0", pattern=r"^v\d+\.\d$")
     client_id: str | None = None
     client_secret: SecretStr | None = None
@@ -94,6 +97,9 @@ class SalesforceConfig(SaasConfig):
             raise ValueError("the client-credentials flow needs both client_id and "
                              "client_secret")
         return value
+
+    _token = field_validator("access_token")(header_safe)
+    _url = field_validator("instance_url")(http_url)
 
     @field_validator("extra_fields")
     @classmethod
@@ -116,6 +122,8 @@ def soql_datetime(value: datetime) -> str:
 
 
 class SalesforceConnector:
+    """Salesforce accounts, contacts, opportunities and tasks through its REST API."""
+
     kind: ClassVar[str] = "salesforce"
     Config: ClassVar[type[ConnectorConfig]] = SalesforceConfig
 

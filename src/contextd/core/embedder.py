@@ -62,7 +62,7 @@ def resolve_model_path(name: str) -> Path:
         return path
     raise ConfigError(
         f"embedding model {name!r} is neither {DEFAULT_MODEL!r} nor a local model directory",
-        details={"field": "embedding_model"},
+        details=[{"field": "embedding_model", "message": "unknown model"}],
     )
 
 

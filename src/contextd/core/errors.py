@@ -20,15 +20,37 @@ from __future__ import annotations
 from typing import Any
 
 
+def field_details(details: Any, message: str) -> list[dict[str, Any]]:
+    """``details`` as a list of ``{"field", "message", ...}``: one shape for every error.
+
+    A dict becomes one entry; an entry without a message takes the error's own message;
+    extra keys (``unknown_ids``, ``retry_after``) stay beside the two fixed ones.
+    """
+    if details is None:
+        return []
+    entries = details if isinstance(details, list) else [details]
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        item = dict(entry) if isinstance(entry, dict) else {"message": str(entry)}
+        item["field"] = str(item.get("field") or "")
+        item["message"] = str(item.get("message") or message)
+        out.append({"field": item.pop("field"), "message": item.pop("message"), **item})
+    return out
+
+
 class ContextdError(Exception):
-    """Base of every error the service raises on purpose."""
+    """Base of every error the service raises on purpose.
+
+    ``details`` is always a list of ``{"field", "message"}`` entries (empty when the
+    message says it all), so clients read one shape whatever the error.
+    """
 
     code = "internal_error"
 
     def __init__(self, message: str, *, details: Any = None) -> None:
         super().__init__(message)
         self.message = message
-        self.details = details
+        self.details = field_details(details, message)
 
 
 class InvalidInput(ContextdError):

@@ -68,3 +68,4 @@ def save_cursor(engine: Engine, *, name: str, kind: str, cursor: dict[str, Any])
             row.cursor = cursor
             row.updated_at = utcnow()
         session.add(row)
+

@@ -132,16 +132,26 @@ def create_key(engine: Engine, *, name: str, role: str,
                policy: KeyPolicy | None = None) -> tuple[ApiKey, str]:
     """Create a key; returns it and the full key string, which is never stored or shown again."""
     if role not in ROLES:
-        raise InvalidInput(f"role must be one of {list(ROLES)}", details={"field": "role"})
+        raise InvalidInput(f"role must be one of {list(ROLES)}",
+                           details=[{"field": "role",
+                                     "message": f"one of {list(ROLES)}"}])
     name = name.strip()
     if not name or len(name) > 200:
-        raise InvalidInput("name must be 1-200 characters", details={"field": "name"})
+        raise InvalidInput("name must be 1-200 characters",
+                           details=[{"field": "name",
+                                     "message": "1-200 characters"}])
     policy = (policy or KeyPolicy()).validated()
     key_id = secrets.token_hex(8)
     token, secret_hash = _new_secret(key_id)
     row = ApiKeyRow(id=key_id, name=name, role=role, secret_hash=secret_hash)
     policy_row = _policy_row(key_id, policy)
     with session_scope(engine) as session:
+        taken = session.exec(select(ApiKeyRow.id).where(
+            col(ApiKeyRow.name) == name, col(ApiKeyRow.revoked_at).is_(None))).first()
+        if taken is not None:
+            raise Conflict(f"an active key is already named {name!r} (id {taken}); "
+                           "revoke it or choose another name",
+                           details=[{"field": "name", "message": "already in use"}])
         session.add(row)
         session.add(policy_row)
     return _public(row, policy_row), token

@@ -27,7 +27,8 @@ def _check_ident(value: str, what: str) -> str:
     value = value.strip()
     if not value or len(value) > 200 or ":" in value or any(c.isspace() for c in value):
         raise InvalidInput(f"invalid {what} {value!r}: 1-200 characters, no ':' or spaces",
-                           details={"field": what})
+                           details=[{"field": what,
+                                     "message": "1-200 characters, no ':' or spaces"}])
     return value
 
 
@@ -56,7 +57,9 @@ def set_group_parents(engine: Engine, *, group_id: str, parents: Iterable[str],
     group_id = _check_ident(group_id, "group_id")
     wanted = sorted({_check_ident(g, "group") for g in parents})
     if group_id in wanted:
-        raise InvalidInput("a group cannot contain itself", details={"field": "parents"})
+        raise InvalidInput("a group cannot contain itself",
+                           details=[{"field": "parents",
+                                     "message": "contains the group itself"}])
     member = f"group:{group_id}"
     with session_scope(engine) as session:
         session.exec(delete(GroupMember).where(col(GroupMember.member) == member))
@@ -132,7 +135,9 @@ def replace_memberships(engine: Engine, *, origin: str,
     for group, member in memberships:
         prefix, _, ident = member.partition(":")
         if prefix not in ("user", "group"):
-            raise InvalidInput(f"invalid member {member!r}", details={"field": "member"})
+            raise InvalidInput(f"invalid member {member!r}",
+                               details=[{"field": "member",
+                                         "message": "expected user:<id> or group:<id>"}])
         wanted.add((_check_ident(group, "group"), f"{prefix}:{_check_ident(ident, prefix)}"))
     with session_scope(engine) as session:
         existing = {(m.group_id, m.member): m.origin for m in session.exec(select(GroupMember))}

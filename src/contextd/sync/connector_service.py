@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Engine
 
+from contextd.connectors.base import LocalCheck
 from contextd.connectors.limits import SourceLimits
 from contextd.connectors.registry import build_connector, get_connector_class, validation_details
 from contextd.connectors.secrets import check_endpoint_binding, mask_config, merge_config
@@ -63,12 +64,21 @@ def _validated(model: type[BaseModel], value: Any, prefix: str) -> dict[str, Any
 
 def validate_config(name: str, kind: str, config: Any,
                     limits: SourceLimits | None = None) -> None:
-    """ConfigError naming the field (``kind``, ``config.<field>``) unless ``config`` is valid
-    and every path and host it names is within ``limits``."""
-    connector = build_connector(name, kind, config, limits)
-    close = getattr(connector, "close", None)
-    if close is not None:
-        close()
+    """ConfigError naming the field (``kind``, ``config.<field>``) unless ``config`` is valid,
+    every path and host it names is within ``limits``, and it passes the kind's local
+    checks (paths exist and have the right type)."""
+    try:
+        connector = build_connector(name, kind, config, limits)
+    except (ValueError, UnicodeError) as exc:  # a value the model let through but cannot use
+        raise ConfigError(f"invalid {kind} config: {exc}",
+                          details=[{"field": "config", "message": str(exc)}]) from None
+    try:
+        if isinstance(connector, LocalCheck):
+            connector.check_local()
+    finally:
+        close = getattr(connector, "close", None)
+        if close is not None:
+            close()
 
 
 class ConnectorService:

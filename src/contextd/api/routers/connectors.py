@@ -50,8 +50,8 @@ def _out(service: ConnectorService, row: ConnectorRow) -> ConnectorOut:
 
 def _audit(runtime: RuntimeDep, admin: ApiKey, action: str, row: ConnectorRow,
            **details: object) -> None:
-    """Record an admin action on a connector (issue 4's audit log); config values, which
-    may hold secrets, are never put in it, only the names of changed fields."""
+    """Record an admin action on a connector in the audit log; config values, which may
+    hold secrets, are never put in it, only the names of changed fields."""
     audit.record(runtime.engine, action=action, actor_key_id=admin.id, actor=admin.name,
                  target=f"connector:{row.id}", details={"name": row.name, "kind": row.kind,
                                                         **details})
@@ -68,9 +68,11 @@ def _quarantined(row: QuarantineRow) -> QuarantineOut:
 @router.post("", response_model=ConnectorOut, status_code=201,
              responses={401: {}, 403: {}, 409: {}, 422: {}})
 def create_connector(body: ConnectorIn, runtime: RuntimeDep, admin: AdminKey) -> ConnectorOut:
-    """Validate kind, config, schedule and ACL, then save; nothing is saved on a 422."""
+    """Validate kind, config, schedule and ACL, then check what can be checked without
+    reaching the source (paths exist and have the right type); save only if all pass:
+    nothing is saved on a 422. ``GET /v1/connector-kinds`` lists each kind's config."""
     service = runtime.connectors
-    row = service.create(name=body.name, kind=body.kind, config=body.config,
+    row = service.create(name=body.name, kind=body.kind, config=body.raw_config(),
                          schedule=body.schedule.model_dump() if body.schedule else None,
                          acl=body.acl.model_dump() if body.acl else None, enabled=body.enabled)
     _audit(runtime, admin, "connector.create", row, enabled=body.enabled)

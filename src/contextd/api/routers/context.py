@@ -8,8 +8,8 @@ import time
 from fastapi import APIRouter, BackgroundTasks, Response
 
 from contextd.api.access import (
+    apply_key_limits,
     audit_context,
-    check_key_limits,
     context_scope,
     redact_bundle,
 )
@@ -71,7 +71,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     if body.top_k > settings.max_top_k:
         raise InvalidInput(f"top_k exceeds the limit of {settings.max_top_k}",
                            details=[{"field": "top_k"}])
-    check_key_limits(key, body)
+    body = apply_key_limits(key, body)
     if body.sources:
         check_sources(body.sources, known_sources(runtime.engine), key.policy.sources)
     freshness = body.freshness

@@ -19,6 +19,8 @@ from contextd.api.schemas import (
     KeyPolicyOut,
     KeyRotatedOut,
 )
+from contextd.core.errors import InvalidInput
+from contextd.retrieval.sources import known_sources
 from contextd.state import audit
 from contextd.state.keys import (
     ApiKey,
@@ -40,6 +42,17 @@ def key_out(key: ApiKey) -> KeyOut:
                   policy=KeyPolicyOut(**key.policy.as_lists()))
 
 
+def checked_policy(runtime: RuntimeDep, policy: KeyPolicy, field: str) -> KeyPolicy:
+    """``policy`` if every source it names exists (a connector, or live documents); a
+    typo would otherwise scope a key to nothing and fail only at request time."""
+    unknown = sorted((policy.sources or set()) - known_sources(runtime.engine))
+    if unknown:
+        raise InvalidInput(f"unknown sources in the key policy: {unknown}",
+                           details=[{"field": field, "message": f"unknown sources {unknown}",
+                                     "unknown": unknown}])
+    return policy
+
+
 def _audit(runtime: RuntimeDep, actor: ApiKey, action: str, key: ApiKey, **details: object
            ) -> None:
     audit.record(runtime.engine, action=action, actor_key_id=actor.id, actor=actor.name,
@@ -48,11 +61,12 @@ def _audit(runtime: RuntimeDep, actor: ApiKey, action: str, key: ApiKey, **detai
 
 
 @router.post("", response_model=KeyCreatedOut, status_code=201,
-             responses={401: {}, 403: {}, 422: {}, 429: {}})
+             responses={401: {}, 403: {}, 409: {}, 422: {}, 429: {}})
 def post_key(body: KeyCreateIn, runtime: RuntimeDep, admin: AdminKey) -> KeyCreatedOut:
-    """Create a key; the response holds the full key, which is never shown again."""
-    key, secret = create_key(runtime.engine, name=body.name, role=body.role,
-                             policy=KeyPolicy.of(body.policy))
+    """Create a key; the response holds the full key, which is never shown again. Names
+    are unique among active keys (409); policy sources must exist (422)."""
+    policy = checked_policy(runtime, KeyPolicy.of(body.policy), "policy.sources")
+    key, secret = create_key(runtime.engine, name=body.name, role=body.role, policy=policy)
     _audit(runtime, admin, "key.create", key,
            policy=KeyPolicyOut(**key.policy.as_lists()).model_dump(exclude_none=True))
     return KeyCreatedOut(**key_out(key).model_dump(), key=secret)
@@ -89,7 +103,8 @@ def post_rotate(key_id: KeyId, runtime: RuntimeDep, admin: AdminKey) -> KeyRotat
 def put_policy(key_id: KeyId, body: KeyPolicyIn, runtime: RuntimeDep,
                admin: AdminKey) -> KeyOut:
     """Replace the key's scope and limits; its next request is held to them."""
-    key = set_policy(runtime.engine, key_id=key_id, policy=KeyPolicy.of(body))
+    key = set_policy(runtime.engine, key_id=key_id,
+                     policy=checked_policy(runtime, KeyPolicy.of(body), "sources"))
     _audit(runtime, admin, "key.policy", key,
            policy=KeyPolicyOut(**key.policy.as_lists()).model_dump(exclude_none=True))
     return key_out(key)

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from contextd.api.deps import AdminKey, ReaderKey, RuntimeDep
 from contextd.api.schemas import (
+    GroupEntryOut,
     GroupParentsIn,
     GroupParentsOut,
     GroupsImportIn,
     GroupsImportOut,
+    GroupsPageOut,
     PrincipalIn,
     PrincipalOut,
+    PrincipalsPageOut,
+    UserEntryOut,
 )
 from contextd.connectors.groups import parse_memberships
 from contextd.core.errors import NotFound
 from contextd.state import audit
+from contextd.state.directory_pages import list_groups, list_users
 from contextd.state.keys import ApiKey
 from contextd.state.principals import (
     effective_principals,
@@ -32,6 +37,9 @@ from contextd.state.principals import (
 
 router = APIRouter(prefix="/v1", tags=["principals"])
 Ident = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\s:]+$")]
+After = Annotated[str | None, Query(min_length=1, max_length=200,
+                                    description="The last id of the previous page.")]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _out(runtime: RuntimeDep, user_id: str, groups: list[str]) -> PrincipalOut:
@@ -53,6 +61,29 @@ def put_principal(user_id: Ident, body: PrincipalIn, runtime: RuntimeDep,
     groups = set_user_groups(runtime.engine, user_id=user_id, groups=body.groups)
     _audit(runtime, admin, "principal.set", f"user:{user_id}", groups=groups)
     return _out(runtime, user_id, groups)
+
+
+@router.get("/principals", response_model=PrincipalsPageOut,
+            responses={401: {}, 403: {}, 422: {}, 429: {}})
+def get_principals(runtime: RuntimeDep, _: ReaderKey, after: After = None,
+                   limit: PageSize = 100) -> PrincipalsPageOut:
+    """Known users with their direct groups, ordered by id; page with ``after``."""
+    users = list_users(runtime.engine, after=after, limit=limit)
+    return PrincipalsPageOut(
+        principals=[UserEntryOut(user_id=u.user_id, groups=u.groups) for u in users],
+        next_after=users[-1].user_id if len(users) == limit else None)
+
+
+@router.get("/groups", response_model=GroupsPageOut,
+            responses={401: {}, 403: {}, 422: {}, 429: {}})
+def get_groups(runtime: RuntimeDep, _: ReaderKey, after: After = None,
+               limit: PageSize = 100) -> GroupsPageOut:
+    """Groups with their direct members and parents, ordered by id; page with ``after``."""
+    groups = list_groups(runtime.engine, after=after, limit=limit)
+    return GroupsPageOut(
+        groups=[GroupEntryOut(group_id=g.group_id, members=g.members, parents=g.parents)
+                for g in groups],
+        next_after=groups[-1].group_id if len(groups) == limit else None)
 
 
 @router.get("/principals/{user_id}", response_model=PrincipalOut,
