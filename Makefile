@@ -12,17 +12,23 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	@echo "==> [1/3] creating the virtualenv in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 
-# torch is pinned first so nothing pulls the CUDA build from the registry.
+# torch is pinned first so nothing pulls the CUDA build from the registry. pip prints its
+# own progress (downloads, builds); the first install takes a few minutes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "==> [2/3] installing torch (CPU build; the largest download)"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on torch==2.13.0
+	@echo "==> [3/3] installing contextd and its dependencies"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
 	touch $(STAMP)
+	@echo "==> installed; \`make demo\` starts the sample company"
 
 install: $(STAMP)
 
 demo: $(STAMP)
+	@echo "==> loading the sample company (first run embeds about 70 documents), then serving"
 	$(BIN)/contextd demo --data sample_data
 
 test: $(STAMP)

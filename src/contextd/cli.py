@@ -1,7 +1,8 @@
-"""The ``contextd`` command line: serve, demo, ingest, keys, eval.
+"""The ``contextd`` command line: serve, demo, ingest, keys, connectors, eval.
 
 Every command takes its configuration from ``CONTEXTD_*`` settings; errors print one
-clear line and exit non-zero, never a traceback.
+clear line and exit non-zero, never a traceback. Commands import what they need when they
+run, so ``contextd --help`` answers without loading the model or the web stack.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from contextd.core.errors import ContextdError
-from contextd.core.logging import configure_logging
-from contextd.core.settings import Settings, get_settings
-from contextd.runtime import Runtime
+if TYPE_CHECKING:
+    from contextd.core.settings import Settings
+    from contextd.runtime import Runtime as RuntimeType
+
+
+def Runtime(settings: Settings) -> RuntimeType:
+    """The composition root, imported on first use (it loads torch and the stores)."""
+    from contextd.runtime import Runtime as runtime_class
+
+    return runtime_class(settings)
 
 
 def _print(obj: Any) -> None:
@@ -31,8 +38,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from contextd.api.app import create_app
 
+    # log_config=None: uvicorn's lines go through contextd's formatter (core.logging).
     uvicorn.run(create_app(settings), host=args.host or settings.host,
-                port=args.port or settings.port, log_level="warning")
+                port=args.port or settings.port, log_level="warning", log_config=None)
     return 0
 
 
@@ -190,30 +198,6 @@ def cmd_quality_check(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(run["regressed"] for run in runs) else 0
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from contextd.demo import load_demo
-
-    runtime = Runtime(settings)
-    try:
-        info = load_demo(runtime, Path(args.data))
-    finally:
-        runtime.close()
-    host, port = args.host or settings.host, args.port or settings.port
-    body = json.dumps({"query": info["example_query"], "user_id": info["example_user"],
-                       "token_budget": 800})
-    print("\ncontextd demo loaded:", json.dumps(info["synced"]))
-    print(f"agent key: {info['agent_key']}")
-    print(f"admin key: {info['admin_key']}")
-    print(f"try:\n  curl -s -X POST http://{host}:{port}/v1/context "
-          f"-H 'Authorization: Bearer {info['agent_key']}' "
-          f"-H 'Content-Type: application/json' -d '{body}'\n")
-    sys.stdout.flush()
-    if args.no_serve:
-        return 0
-    args.host, args.port = host, port
-    return cmd_serve(args, settings)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contextd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,12 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="load the bundled sample company, print a key, serve")
-    demo.add_argument("--data", default="sample_data", help="sample data directory")
-    demo.add_argument("--host")
-    demo.add_argument("--port", type=int)
-    demo.add_argument("--no-serve", action="store_true", help="load and print, do not serve")
-    demo.set_defaults(func=cmd_demo)
+    from contextd.cli_demo import register as register_demo
+
+    register_demo(sub)
 
     ingest = sub.add_parser("ingest", help="load PATH through a connector, without a server")
     ingest.add_argument("path")
@@ -247,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["admin", "agent", "analyst"])
     create.add_argument("--name")
     create.set_defaults(func=cmd_keys_create)
+    from contextd.cli_admin import register as register_admin
+
+    register_admin(sub, keys_sub)
 
     mem = sub.add_parser("memory", help="interaction memory maintenance")
     mem_sub = mem.add_subparsers(dest="memory_command", required=True)
@@ -285,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from contextd.core.errors import ContextdError
+    from contextd.core.logging import configure_logging
+    from contextd.core.settings import get_settings
+
     try:
         settings = get_settings()
         configure_logging(settings.log_level)

@@ -42,7 +42,7 @@ def test_sample_crm_records(crm: Path) -> None:
     assert sum(k.startswith("contact:") for k in found) == 10  # from contacts.csv
     deal = found["deal:D-101"]
     assert deal.title == "Deal: Acme renewal 2026 (Acme Logistics)"
-    assert deal.acl == ("user:alice", "group:sales") and deal.kind == "crm"
+    assert deal.acl == ("user:alice@northwind.example", "group:sales") and deal.kind == "crm"
     assert deal.entity_key == "deal:D-101" and deal.entities == ("account:A-001",)
     assert deal.updated_at == datetime(2026, 11, 10, 10, 0, tzinfo=UTC)
     assert "Stage: negotiation" in deal.text and "Close date: 2026-12-15" in deal.text
@@ -58,7 +58,7 @@ def test_sample_crm_records(crm: Path) -> None:
     assert note.title == "Note on Acme Logistics"
     assert note.entities == ("account:A-001", "deal:D-101")
     assert note.text.startswith("Acme asked for a three-year renewal")
-    assert found["deal:D-109"].acl == ("user:carol", "group:support")
+    assert found["deal:D-109"].acl == ("user:carol@northwind.example", "group:support")
 
 
 def test_second_pull_is_empty_and_only_changed_files_are_reread(crm: Path) -> None:

@@ -71,12 +71,13 @@ def seed(engine: Engine, end: datetime = END) -> None:
         ConnectorCursor(name="docs", kind="filesystem", cursor={}, updated_at=end - 2 * H),
         ConnectorCursor(name="mail", kind="mbox", cursor={}, updated_at=end - 3 * D),
         # configured connectors: lag comes from their sync runs, not their documents
-        ConnectorRow(id="c-crm", name="crm", kind="crm_export"),
+        ConnectorRow(id="c-crm", name="crm", kind="crm_export", created_at=end - 30 * D),
         SyncRunRow(id="run-crm-1", connector_id="c-crm", status="success",
                    started_at=end - 4 * H, finished_at=end - 3 * H),
         SyncRunRow(id="run-crm-2", connector_id="c-crm", status="failed",
                    started_at=end - 40 * M, finished_at=end - 30 * M, error_code="source_auth"),
-        ConnectorRow(id="c-wiki", name="wiki", kind="filesystem", enabled=False),
+        ConnectorRow(id="c-wiki", name="wiki", kind="filesystem", enabled=False,
+                     created_at=end - 30 * D),
         SyncRunRow(id="run-wiki-1", connector_id="c-wiki", status="failed",
                    started_at=end - 2 * D, finished_at=end - 2 * D, error_code="source_error"),
         # B1: current d1, d2 (superseded only later), e1; asked document+email: covered.

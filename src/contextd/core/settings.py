@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONTEXTD_", extra="ignore")
 
     data_dir: Path = Path(".contextd")
+    url: str | None = Field(
+        None, description="Address of a running service, for the command line's admin "
+        "commands (`contextd keys list`, `contextd connectors ...`); default "
+        "http://<host>:<port>.")
+    api_key: SecretStr | None = Field(
+        None, description="The admin key those commands send; never logged.")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     database_url: str | None = None

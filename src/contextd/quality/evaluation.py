@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
@@ -140,10 +141,12 @@ def get_run(engine: Engine, run_id: str) -> EvalRunRow | None:
         return session.get(EvalRunRow, run_id)
 
 
-def list_runs(engine: Engine, *, golden_set_id: str | None = None,
-              limit: int = 50) -> list[EvalRunRow]:
-    """Newest first."""
+def list_runs(engine: Engine, *, golden_set_id: str | None = None, limit: int = 50,
+              before: datetime | None = None) -> list[EvalRunRow]:
+    """Newest first; only runs created at or before ``before`` when given."""
     statement = select(EvalRunRow).order_by(col(EvalRunRow.created_at).desc()).limit(limit)
+    if before is not None:
+        statement = statement.where(col(EvalRunRow.created_at) <= before)
     if golden_set_id:
         statement = statement.where(EvalRunRow.golden_set_id == golden_set_id)
     with Session(engine, expire_on_commit=False) as session:

@@ -158,6 +158,7 @@ def freshness(bundles: Sequence[ServedBundle], health: Sequence[ConnectorHealth]
                if c.last_success_at else None)
         connectors.append({
             "connector": c.name, "registered": c.registered, "enabled": c.enabled,
+            "connector_id": c.connector_id, "quarantined": c.quarantined,
             "last_success_at": iso(c.last_success_at) if c.last_success_at else None,
             "last_status": c.last_status, "last_error_code": c.last_error_code,
             "lag_seconds": lag,
@@ -213,7 +214,7 @@ def _snapshot(engine: Engine, *, start: datetime, end: datetime,
         "completeness": completeness(bundles, runs),
         "accuracy": accuracy(bundles, states),
         "relevance": relevance(bundles, feedback, runs),
-        "freshness": freshness(bundles, sources.connector_health(engine), end,
+        "freshness": freshness(bundles, sources.connector_health(engine, end), end,
                                lag_objective_seconds),
         "accessibility": accessibility(requests, bundles),
     }

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from contextd.core.types import as_utc
+from contextd.core.types import as_utc, utcnow
 from contextd.state.tables import (
     BundleServed,
     ConnectorCursor,
@@ -25,6 +25,7 @@ from contextd.state.tables import (
     DocumentRow,
     EvalRunRow,
     FeedbackRow,
+    QuarantineRow,
     SyncRunRow,
 )
 
@@ -121,7 +122,8 @@ class ConnectorHealth:
     """How a source is doing: when it last synced successfully and how its last run ended.
 
     ``registered`` is False for sources loaded without a configured connector (``contextd
-    ingest``, the demo), whose last success is their last checkpoint or document write.
+    ingest``), whose last success is their last checkpoint or document write.
+    ``quarantined`` counts records that failed to map and wait to be retried.
     """
 
     name: str
@@ -130,23 +132,35 @@ class ConnectorHealth:
     last_error_code: str | None
     enabled: bool
     registered: bool
+    connector_id: str | None = None
+    quarantined: int = 0
 
 
 SUCCESS_STATUSES = ("success", "partial")
 
 
-def connector_health(engine: Engine) -> list[ConnectorHealth]:
-    """Every configured connector (from its sync runs), then every other source."""
+def connector_health(engine: Engine, at: datetime | None = None) -> list[ConnectorHealth]:
+    """Every configured connector (from its sync runs), then every other source, as they
+    stood at ``at`` (default: now): connectors created, runs started and documents
+    written after it are left out, so a past window shows only what existed then."""
+    at = at or utcnow()
     found: dict[str, ConnectorHealth] = {}
     with Session(engine) as session:
-        connectors = list(session.exec(select(ConnectorRow)))
+        connectors = list(session.exec(select(ConnectorRow).where(
+            col(ConnectorRow.created_at) <= at)))
         succeeded = dict(session.exec(
             select(SyncRunRow.connector_id, func.max(SyncRunRow.finished_at))
-            .where(col(SyncRunRow.status).in_(SUCCESS_STATUSES))
+            .where(col(SyncRunRow.status).in_(SUCCESS_STATUSES),
+                   col(SyncRunRow.finished_at) <= at)
             .group_by(SyncRunRow.connector_id)).all())
+        held = dict(session.exec(
+            select(QuarantineRow.connector_id, func.count())
+            .where(col(QuarantineRow.first_seen_at) <= at)
+            .group_by(QuarantineRow.connector_id)).all())
         for row in connectors:
             latest = session.exec(select(SyncRunRow.status, SyncRunRow.error_code)
-                                  .where(SyncRunRow.connector_id == row.id)
+                                  .where(SyncRunRow.connector_id == row.id,
+                                         col(SyncRunRow.started_at) <= at)
                                   .order_by(col(SyncRunRow.started_at).desc())
                                   .limit(1)).first()
             success_at = succeeded.get(row.id)
@@ -154,18 +168,21 @@ def connector_health(engine: Engine) -> list[ConnectorHealth]:
                 name=row.name, last_success_at=as_utc(success_at) if success_at else None,
                 last_status=latest[0] if latest else None,
                 last_error_code=latest[1] if latest else None,
-                enabled=row.enabled, registered=True)
+                enabled=row.enabled, registered=True, connector_id=row.id,
+                quarantined=int(held.get(row.id, 0)))
         loaded: dict[str, datetime] = {}
-        for name, at in session.exec(select(ConnectorCursor.name, ConnectorCursor.updated_at)):
-            loaded[name] = as_utc(at)
-        for source, at in session.exec(select(DocumentRow.source,
-                                              func.max(DocumentRow.ingested_at))
-                                       .group_by(DocumentRow.source)):
-            if at is not None and (source not in loaded or as_utc(at) > loaded[source]):
-                loaded[source] = as_utc(at)
-    for name, at in loaded.items():
+        for name, when in session.exec(select(ConnectorCursor.name, ConnectorCursor.updated_at)
+                                       .where(col(ConnectorCursor.updated_at) <= at)):
+            loaded[name] = as_utc(when)
+        for source, when in session.exec(select(DocumentRow.source,
+                                                func.max(DocumentRow.ingested_at))
+                                         .where(col(DocumentRow.ingested_at) <= at)
+                                         .group_by(DocumentRow.source)):
+            if when is not None and (source not in loaded or as_utc(when) > loaded[source]):
+                loaded[source] = as_utc(when)
+    for name, when in loaded.items():
         if name not in found:
-            found[name] = ConnectorHealth(name=name, last_success_at=at, last_status=None,
+            found[name] = ConnectorHealth(name=name, last_success_at=when, last_status=None,
                                           last_error_code=None, enabled=True,
                                           registered=False)
     return [found[name] for name in sorted(found)]

@@ -1,7 +1,9 @@
 """Inline SVG plots rendered on the server: line charts over time buckets and bar charts.
 
 Small on purpose: a time axis, three grid lines, one polyline per series (broken where a
-bucket has no data), a legend, and a ``<title>`` per point so hovering shows the value.
+bucket has no data), a legend below the plot that wraps instead of overlapping, and a
+``<title>`` per point so hovering shows the value. Charts scale to their container's width
+(``viewBox``), so they fit a phone as well as a desktop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,22 @@ PALETTE = ("#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed")
 Fmt = Callable[[float], str]
 
 
+LEGEND_CHAR_PX = 6.2  # average glyph width of the 10 px legend font
+
+
+def _legend(names: Sequence[str], *, left: float, top: float, width: float
+            ) -> tuple[list[tuple[str, float, float]], float]:
+    """(name, x, y) per legend entry, wrapped to ``width``; and the height it takes."""
+    placed, x, y = [], left, top
+    for name in names:
+        need = 14 + len(name) * LEGEND_CHAR_PX + 14
+        if x > left and x + need > left + width:
+            x, y = left, y + 14
+        placed.append((name, x, y))
+        x += need
+    return placed, (y - top + 14) if names else 0.0
+
+
 def _scale(values: Sequence[float | None], y_max: float | None) -> float:
     present = [v for v in values if v is not None]
     top = y_max if y_max is not None else max(present, default=0.0)
@@ -25,8 +43,10 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
                *, fmt: Fmt, y_max: float | None = None, reference: float | None = None,
                reference_label: str = "", width: int = 520, height: int = 170) -> Markup:
     """One or more series over shared x ``labels`` (e.g. bucket starts)."""
-    left, right, top, bottom = 70, 10, 22, 24
+    left, right, top, bottom = 70, 14, 22, 24
+    legend, legend_h = _legend(list(series), left=left, top=height, width=width - left - right)
     plot_w, plot_h = width - left - right, height - top - bottom
+    height += int(legend_h) + 4
     every = [v for values in series.values() for v in values]
     if reference is not None:
         every.append(reference)
@@ -40,7 +60,7 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
         return top + plot_h - plot_h * min(v, top_value) / top_value
 
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" aria-label="{escape(title)}">',
+             f'preserveAspectRatio="xMinYMin meet" aria-label="{escape(title)}">',
              f'<text x="8" y="14" class="chart-title">{escape(title)}</text>']
     for fraction in (0.0, 0.5, 1.0):
         gy = top + plot_h - plot_h * fraction
@@ -49,10 +69,12 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
         parts.append(f'<text x="{left - 4}" y="{gy + 4:.1f}" class="axis" text-anchor="end">'
                      f'{escape(fmt(top_value * fraction))}</text>')
     if labels:
-        parts.append(f'<text x="{left}" y="{height - 6}" class="axis">'
+        axis_y = top + plot_h + 14
+        parts.append(f'<text x="{left}" y="{axis_y}" class="axis">'
                      f'{escape(labels[0])}</text>')
-        parts.append(f'<text x="{width - right}" y="{height - 6}" class="axis" '
-                     f'text-anchor="end">{escape(labels[-1])}</text>')
+        if len(labels) > 1:
+            parts.append(f'<text x="{width - right}" y="{axis_y}" class="axis" '
+                         f'text-anchor="end">{escape(labels[-1])}</text>')
     if reference is not None:
         ry = y(reference)
         parts.append(f'<line x1="{left}" y1="{ry:.1f}" x2="{width - right}" y2="{ry:.1f}" '
@@ -75,9 +97,11 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
                 points = " ".join(f"{px:.1f},{py:.1f}" for px, py in run)
                 parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" '
                              'stroke-width="1.5"/>')
-        lx = left + 8 + index * 110
-        parts.append(f'<rect x="{lx}" y="{top + 2}" width="10" height="3" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 14}" y="{top + 7}" class="legend">{escape(name)}</text>')
+        _, lx, ly = legend[index]
+        parts.append(f'<rect x="{lx:.1f}" y="{ly + 2:.1f}" width="10" height="3" '
+                     f'fill="{color}"/>')
+        parts.append(f'<text x="{lx + 14:.1f}" y="{ly + 7:.1f}" class="legend">'
+                     f'{escape(name)}</text>')
     if not any(v is not None for v in every):
         parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" class="axis" '
                      'text-anchor="middle">no data in this period</text>')
@@ -94,7 +118,7 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, bool]], *, fmt: Fmt,
     plot_w = width - left - right
     top_value = _scale([v for _, v, _ in bars] + ([reference] if reference else []), None)
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" aria-label="{escape(title)}">',
+             f'preserveAspectRatio="xMinYMin meet" aria-label="{escape(title)}">',
              f'<text x="4" y="14" class="chart-title">{escape(title)}</text>']
     for i, (label, value, ok) in enumerate(bars):
         by = top + i * row_h

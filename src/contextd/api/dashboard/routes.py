@@ -7,20 +7,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlmodel import Session
 
 from contextd.api.dashboard import charts, formatting
 from contextd.api.dashboard.auth import COOKIE, DASHBOARD_ROLES, Viewer
 from contextd.api.deps import RuntimeDep
 from contextd.api.threads import in_thread
-from contextd.core.errors import AuthenticationFailed
+from contextd.core.errors import AuthenticationFailed, InvalidInput, NotFound
 from contextd.core.types import as_utc, utcnow
 from contextd.quality.report import dashboard_report
 from contextd.state.keys import authenticate
 from contextd.state.sessions import close_session, open_session
+from contextd.state.tables import BundleServed
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
 log = logging.getLogger(__name__)
@@ -49,18 +51,75 @@ def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
 
+MAX_HOURS = 24 * 90
+
+
+def _window(hours: str | None, end: str | None) -> tuple[int, datetime]:
+    """The window the query asks for; InvalidInput naming the parameter otherwise."""
+    try:
+        span_hours = int(hours) if hours not in (None, "") else 24
+    except ValueError:
+        raise InvalidInput(f"hours must be a whole number of hours, not {hours!r}") from None
+    if not 1 <= span_hours <= MAX_HOURS:
+        raise InvalidInput(f"hours must be between 1 and {MAX_HOURS}")
+    if end in (None, ""):
+        return span_hours, utcnow()
+    try:
+        return span_hours, as_utc(datetime.fromisoformat(str(end).replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidInput(f"end must be an ISO date or date-time, not {end!r}") from None
+
+
+def _error(status: int, title: str, message: str) -> HTMLResponse:
+    return _page("error.html", status=status, title=title, message=message)
+
+
 @router.get("", response_class=HTMLResponse)
-async def dashboard(runtime: RuntimeDep, viewer: Viewer,
-                    hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
-                    end: datetime | None = None) -> Response:
-    """The analysts' page (login first when the browser has no session)."""
+async def dashboard(runtime: RuntimeDep, viewer: Viewer, hours: str | None = None,
+                    end: str | None = None) -> Response:
+    """The analysts' page (login first when the browser has no session). Bad ``hours`` or
+    ``end`` give an HTML page saying what is wrong, since a person is reading."""
     if viewer is None:
         return RedirectResponse("/dashboard/login", status_code=303)
+    try:
+        span_hours, until = _window(hours, end)
+    except InvalidInput as exc:
+        return _error(400, "Bad dashboard address", exc.message)
     settings = runtime.settings
-    report = await in_thread(dashboard_report, runtime.engine,
-                             now=as_utc(end) if end else utcnow(), hours=hours,
+    report = await in_thread(dashboard_report, runtime.engine, now=until, hours=span_hours,
                              lag_objective_seconds=settings.quality_lag_objective_seconds)
-    return _page("dashboard.html", viewer=viewer, hours=hours, **report)
+    return _page("dashboard.html", viewer=viewer, hours=span_hours, **report)
+
+
+@router.get("/connectors/{connector_id}", response_class=HTMLResponse)
+async def connector_page(connector_id: str, runtime: RuntimeDep, viewer: Viewer) -> Response:
+    """A connector's runs (partial ones flagged) and its quarantined records."""
+    if viewer is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    service = runtime.connectors
+    try:
+        row = await in_thread(service.get, connector_id)
+    except NotFound:
+        return _error(404, "No such connector", f"connector {connector_id!r} does not exist")
+    runs = await in_thread(service.runs, connector_id, limit=50)
+    held = await in_thread(service.quarantine, connector_id, limit=200)
+    return _page("connector.html", connector=row, runs=runs, quarantine=held)
+
+
+@router.get("/requests/{bundle_id}", response_class=HTMLResponse)
+async def request_page(bundle_id: str, runtime: RuntimeDep, viewer: Viewer) -> Response:
+    """One served bundle: the query (where logging allowed it) and each item's ranking."""
+    if viewer is None:
+        return RedirectResponse("/dashboard/login", status_code=303)
+    bundle = await in_thread(_bundle, runtime, bundle_id)
+    if bundle is None:
+        return _error(404, "No such request", f"no bundle {bundle_id!r} was recorded")
+    return _page("request.html", b=bundle)
+
+
+def _bundle(runtime: RuntimeDep, bundle_id: str) -> BundleServed | None:
+    with Session(runtime.engine, expire_on_commit=False) as session:
+        return session.get(BundleServed, bundle_id)
 
 
 @router.get("/login", response_class=HTMLResponse)
