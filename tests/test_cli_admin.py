@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,11 @@ from contextd.core.settings import get_settings
 from contextd.runtime import Runtime
 from tests.conftest import LiveServer
 from tests.factories import keys
+
+
+@pytest.fixture
+def runtime(make_runtime: Callable[..., Runtime], tmp_path: Path) -> Runtime:
+    return make_runtime(filesystem_allowed_roots=[tmp_path])
 
 
 @pytest.fixture
@@ -52,14 +57,15 @@ def test_connectors_create_list_sync_pause_resume(
     docs = tmp_path / "handbook"
     docs.mkdir()
     (docs / "a.md").write_text("# Badges\n\nNew staff get a badge on day one.\n")
-    config = json.dumps({"path": str(docs)})
+    config = json.dumps({"path": str(docs), "default_acl": ["public"]})
     assert main(["connectors", "create", "handbook", "--kind", "filesystem",
                  "--config", config, "--interval", "3600"]) == 0
     assert last_json(capsys.readouterr().out)["schedule"] == {"interval_seconds": 3600,
                                                               "jitter_seconds": 0,
                                                               "misfire_grace_seconds": 300}
     assert main(["connectors", "create", "bad", "--kind", "filesystem",
-                 "--config", json.dumps({"path": str(tmp_path / "nope")})]) == 2
+                 "--config", json.dumps({"path": str(tmp_path / "nope"),
+                                         "default_acl": ["public"]})]) == 2
     assert "config.path" in capsys.readouterr().err
     assert main(["connectors", "sync", "handbook", "--wait"]) == 0
     run = last_json(capsys.readouterr().out)

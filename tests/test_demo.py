@@ -16,7 +16,7 @@ from tests.conftest import SAMPLE_DATA, LiveServer
 
 def test_demo_registers_connectors_keeps_three_keys_and_serves_one_identity(
         make_runtime: Callable[..., Runtime]) -> None:
-    runtime = make_runtime(scheduler_enabled=False)
+    runtime = make_runtime(scheduler_enabled=False, filesystem_allowed_roots=[SAMPLE_DATA])
     info = load_demo(runtime, SAMPLE_DATA)
     keys = demo_keys(runtime, runtime.settings.data_dir)
     assert set(keys) == {"agent", "admin", "analyst"}

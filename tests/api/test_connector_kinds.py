@@ -3,6 +3,7 @@ the local checks on create (a bad path is a 422 naming ``config.path``, nothing 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,12 @@ from tests.conftest import LiveServer
 from tests.factories import keys
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+@pytest.fixture
+def runtime(make_runtime: Callable[..., Runtime]) -> Runtime:
+    """Filesystem-like sources may read under the sample data only."""
+    return make_runtime(filesystem_allowed_roots=[SAMPLE])
 
 
 def saved(runtime: Runtime) -> list[str]:
@@ -70,8 +77,10 @@ def _create(server: LiveServer, key: str, body: dict[str, Any]) -> Any:
 def test_a_path_that_cannot_work_is_422_naming_it_and_nothing_is_saved(
         live_server: LiveServer, runtime: Runtime, kind: str, path: str, field: str) -> None:
     admin = keys(runtime.engine)["admin"]
-    resp = _create(live_server, admin, {"name": "src", "kind": kind,
-                                        "config": {"path": str(SAMPLE / path)}})
+    config: dict[str, Any] = {"path": str(SAMPLE / path)}
+    if kind == "filesystem":
+        config["default_acl"] = ["public"]
+    resp = _create(live_server, admin, {"name": "src", "kind": kind, "config": config})
     assert resp.status_code == 422, resp.text
     assert [d["field"] for d in resp.json()["error"]["details"]] == [field]
     assert saved(runtime) == []
@@ -103,10 +112,11 @@ def test_every_error_names_its_field_in_a_list_of_field_and_message(
 def test_a_valid_local_source_is_created_with_secrets_masked(
         live_server: LiveServer, runtime: Runtime) -> None:
     admin = keys(runtime.engine)["admin"]
+    config = {"path": str(SAMPLE / "docs"), "default_acl": ["public"]}
     docs = _create(live_server, admin, {"name": "docs", "kind": "filesystem",
-                                        "config": {"path": str(SAMPLE / "docs")}})
+                                        "config": config})
     assert docs.status_code == 201, docs.text
-    assert docs.json()["config"] == {"path": str(SAMPLE / "docs")}
+    assert docs.json()["config"] == config
     mail = _create(live_server, admin, {
         "name": "mail", "kind": "imap",
         "config": {"host": "127.0.0.1", "user": "u", "password": "Pw-Secret9"}})

@@ -44,7 +44,8 @@ VOCAB = _vocabulary()
 @pytest.fixture(scope="module", params=["edge", "server"])
 def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            encoder: SentenceTransformerEncoder) -> Iterator[Runtime]:
-    settings_ = Settings(data_dir=tmp_path_factory.mktemp(f"acl-{request.param}"))
+    settings_ = Settings(data_dir=tmp_path_factory.mktemp(f"acl-{request.param}"),
+                         filesystem_allowed_roots=[SAMPLE_DATA])
     runtime = Runtime(settings_, dense_encoder=encoder)
     if request.param == "server":
         from qdrant_client import QdrantClient
