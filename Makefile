@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean docs
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -43,3 +43,8 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .contextd .pytest_cache .mypy_cache .ruff_cache
+
+# Reference pages generated from the code (settings, connector configs); a test fails when
+# they are stale.
+docs:
+	$(BIN)/python -m contextd.docs

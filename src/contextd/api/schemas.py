@@ -274,7 +274,7 @@ class HealthOut(BaseModel):
     checks: dict[str, Any] = Field(default_factory=dict)
 
 
-# --- issue 5: interactions, feedback, forgetting ----------------------------------------
+# --- interactions, feedback, forgetting --------------------------------------------------
 
 EntityKey = Field(min_length=3, max_length=300, pattern=r"^[^\s:]+:\S+$")
 

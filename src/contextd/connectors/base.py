@@ -28,7 +28,8 @@ class ConnectorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=10_000)
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=10_000,
+        description="Records per batch; the cursor is checkpointed after each batch.")
 
 
 class Connector(Protocol):

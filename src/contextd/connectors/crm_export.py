@@ -39,7 +39,8 @@ _NOT_DETAILS = {"id", "owner", "team", "updated_at", "account_id", "deal_id", "b
 
 
 class CrmExportConfig(ConnectorConfig):
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1,
+        description="A directory holding accounts, contacts, deals and notes as .json or .csv.")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

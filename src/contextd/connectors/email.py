@@ -36,7 +36,9 @@ _PARSER = BytesParser(policy=policy.default)
 
 
 class MailConfig(ConnectorConfig):
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1,
+        description="An mbox file or a directory of ``*.mbox`` files (mbox), or a Maildir "
+                    "directory (maildir).")
 
 
 def _ids(value: object) -> list[str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import frontmatter
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contextd.connectors.base import ConnectorConfig, chunked, error_text, file_state, to_utc
 from contextd.core.errors import ConfigError, SourceError
@@ -52,9 +52,16 @@ def valid_principals(value: Sequence[str]) -> list[str]:
     return list(value)
 
 
-class AclRule(ConnectorConfig):
-    glob: str = Field(min_length=1)
-    principals: list[str] = Field(min_length=1)
+class AclRule(BaseModel):
+    """One ACL rule: files matching ``glob`` get ``principals``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    glob: str = Field(min_length=1,
+        description="Files this rule covers, relative to path (``finance/**``); the first "
+                    "matching rule wins.")
+    principals: list[str] = Field(min_length=1,
+        description="Who may read those files: ``public``, ``user:<id>`` or ``group:<id>``.")
 
     @field_validator("principals")
     @classmethod
@@ -63,11 +70,16 @@ class AclRule(ConnectorConfig):
 
 
 class FilesystemConfig(ConnectorConfig):
-    path: str = Field(min_length=1)
-    include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE), min_length=1)
-    acl: list[AclRule] = Field(default_factory=list)
+    path: str = Field(min_length=1,
+        description="The directory to read (under filesystem_allowed_roots).")
+    include: list[str] = Field(default_factory=lambda: list(DEFAULT_INCLUDE), min_length=1,
+        description="Globs of the files to read; others are skipped.")
+    acl: list[AclRule] = Field(default_factory=list,
+        description="Rules giving files principals by glob, tried in order.")
     # After ``acl``, so its validator sees the rules and names this field on error.
-    default_acl: list[str] | None = Field(default=None, min_length=1, validate_default=True)
+    default_acl: list[str] | None = Field(default=None, min_length=1, validate_default=True,
+        description="Principals of files no rule matches. Give acl rules or this: files are "
+                    "never public by default.")
 
     @field_validator("default_acl")
     @classmethod

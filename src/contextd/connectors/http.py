@@ -61,12 +61,18 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int = Field(default=6, ge=1, le=20)
-    max_seconds: float = Field(default=120.0, gt=0, le=3600)
-    initial_backoff_seconds: float = Field(default=0.5, ge=0, le=60)
-    max_backoff_seconds: float = Field(default=30.0, ge=0, le=600)
-    max_retry_after_seconds: float = Field(default=60.0, ge=0, le=3600)
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_attempts: int = Field(default=6, ge=1, le=20,
+        description="Attempts per request.")
+    max_seconds: float = Field(default=120.0, gt=0, le=3600,
+        description="Longest time spent on one request, retries included.")
+    initial_backoff_seconds: float = Field(default=0.5, ge=0, le=60,
+        description="First backoff delay.")
+    max_backoff_seconds: float = Field(default=30.0, ge=0, le=600,
+        description="Longest backoff delay.")
+    max_retry_after_seconds: float = Field(default=60.0, ge=0, le=3600,
+        description="Longest Retry-After honoured; a longer one fails the request.")
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600,
+        description="Seconds to wait for one response.")
 
 
 class RetryableResponse(TransientSourceError):

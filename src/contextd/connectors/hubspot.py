@@ -79,9 +79,12 @@ class HubSpotConfig(SaasConfig):
     base_url: str = Field(default="https://api.hubapi.com", pattern=URL_PATTERN,
                           description="The API root (a test double's address in tests).")
     object_types: list[ObjectType] = Field(default_factory=lambda: list(ALL_TYPES),
-                                           min_length=1)
-    extra_properties: dict[ObjectType, list[str]] = Field(default_factory=dict)
-    page_size: int = Field(default=100, ge=1, le=200)
+                                           min_length=1,
+        description="Which objects to read: companies, contacts, deals, notes.")
+    extra_properties: dict[ObjectType, list[str]] = Field(default_factory=dict,
+        description="More properties to read per object type.")
+    page_size: int = Field(default=100, ge=1, le=200,
+        description="Objects per API page.")
 
     _token = field_validator("access_token")(header_safe)
     _url = field_validator("base_url")(http_url)

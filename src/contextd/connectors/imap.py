@@ -50,16 +50,26 @@ class ImapConfig(ConnectorConfig):
     # The password is only ever sent to this server: changing it needs the password again.
     endpoint_fields: ClassVar[tuple[str, ...]] = ("host", "port", "security")
 
-    host: str = Field(min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    security: Literal["tls", "starttls", "none"] = "tls"
-    user: str = Field(min_length=1)
-    password: SecretStr = Field(min_length=1)
-    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
-    ca_file: str | None = None  # a private CA / self-signed server certificate
-    verify_tls: bool = True
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    connect_attempts: int = Field(default=4, ge=1, le=10)
+    host: str = Field(min_length=1,
+        description="The IMAP server.")
+    port: int | None = Field(default=None, ge=1, le=65535,
+        description="Its port; unset: 993 for tls, 143 otherwise.")
+    security: Literal["tls", "starttls", "none"] = Field("tls",
+        description="tls (implicit), starttls, or none (trusted networks and tests only).")
+    user: str = Field(min_length=1,
+        description="The mailbox login.")
+    password: SecretStr = Field(min_length=1,
+        description="Its password.")
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1,
+        description="Folders to read.")
+    ca_file: str | None = Field(None,
+        description="A private CA or self-signed server certificate (PEM).")
+    verify_tls: bool = Field(True,
+        description="Check the server certificate.")
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600,
+        description="Seconds to wait on the server per operation.")
+    connect_attempts: int = Field(default=4, ge=1, le=10,
+        description="Connection attempts before a run fails.")
 
 
 def quote(mailbox: str) -> str:

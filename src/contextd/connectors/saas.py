@@ -19,10 +19,13 @@ from contextd.core.types import Batch, RecordFailure, SourceRecord, Tombstone, u
 class SaasConfig(ConnectorConfig):
     """Retry policy and the ACL used when a record names no owner (empty: fail closed)."""
 
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    default_acl: list[str] = Field(default_factory=list)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy,
+        description="Retries of failing API requests (backoff, Retry-After).")
+    default_acl: list[str] = Field(default_factory=list,
+        description="Principals of records that name no owner; empty: such records are not served.")
     # Changes newer than this are read again next run: late commits and index lag.
-    settle_seconds: int = Field(default=60, ge=0, le=86_400)
+    settle_seconds: int = Field(default=60, ge=0, le=86_400,
+        description="Changes newer than this are read again next run (late commits, index lag).")
 
     @field_validator("default_acl")
     @classmethod

@@ -76,14 +76,21 @@ class SalesforceConfig(SaasConfig):
     # Tokens and the client secret go only to this host: changing it needs them again.
     endpoint_fields: ClassVar[tuple[str, ...]] = ("instance_url",)
 
-    instance_url: str = Field(pattern=URL_PATTERN)
-    api_version: str = Field(default="v61.0", pattern=r"^v\d+\.\d$")
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
+    instance_url: str = Field(pattern=URL_PATTERN,
+        description="Your org's URL, e.g. https://acme.my.salesforce.com.")
+    api_version: str = Field(default="v61.0", pattern=r"^v\d+\.\d$",
+        description="REST API version.")
+    client_id: str | None = Field(None,
+        description="Connected app client id (client-credentials flow).")
+    client_secret: SecretStr | None = Field(None,
+        description="Connected app client secret.")
     # After the client fields, so its validator sees them and names this field on error.
-    access_token: SecretStr | None = Field(default=None, validate_default=True)
-    objects: list[SObject] = Field(default_factory=lambda: list(ALL_OBJECTS), min_length=1)
-    extra_fields: dict[SObject, list[str]] = Field(default_factory=dict)
+    access_token: SecretStr | None = Field(default=None, validate_default=True,
+        description="An access token; or give client_id and client_secret.")
+    objects: list[SObject] = Field(default_factory=lambda: list(ALL_OBJECTS), min_length=1,
+        description="Which objects to read: Account, Contact, Opportunity, Task.")
+    extra_fields: dict[SObject, list[str]] = Field(default_factory=dict,
+        description="More fields to read per object.")
 
     @field_validator("access_token")
     @classmethod

@@ -72,19 +72,30 @@ class SqlConfig(ConnectorConfig):
     endpoint_fields: ClassVar[tuple[str, ...]] = ("url",)
 
     url: SecretStr = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://u:p@h/db")
-    table: str | None = Field(None, pattern=_TABLE)
+    table: str | None = Field(None, pattern=_TABLE,
+        description="The table (or ``schema.table``) to read; or give query.")
     query: str | None = Field(None, min_length=1,
                               description="One SELECT used as a subquery instead of a table")
-    key_column: str = Field(pattern=_IDENT)
-    updated_at_column: str = Field(pattern=_IDENT)
-    text_template: str = Field(min_length=1)
-    title_column: str | None = Field(None, pattern=_IDENT)
-    uri_template: str | None = None
-    acl_column: str | None = Field(None, pattern=_IDENT)
-    default_acl: list[str] | None = Field(None, min_length=1)
-    kind: Kind = "document"
-    connect_timeout_seconds: int = Field(10, ge=1, le=300)
-    statement_timeout_seconds: int = Field(300, ge=1, le=86_400)
+    key_column: str = Field(pattern=_IDENT,
+        description="Column holding each row's stable id.")
+    updated_at_column: str = Field(pattern=_IDENT,
+        description="Column holding each row's last change (the incremental cursor).")
+    text_template: str = Field(min_length=1,
+        description="Text of a record, with ``{column}`` placeholders.")
+    title_column: str | None = Field(None, pattern=_IDENT,
+        description="Column used as the record title.")
+    uri_template: str | None = Field(None,
+        description="Link of a record, with ``{column}`` placeholders.")
+    acl_column: str | None = Field(None, pattern=_IDENT,
+        description="Column holding the row's principals (comma or space separated).")
+    default_acl: list[str] | None = Field(None, min_length=1,
+        description="Principals of rows without an acl_column value.")
+    kind: Kind = Field("document",
+        description="Kind of the records: document, email or crm.")
+    connect_timeout_seconds: int = Field(10, ge=1, le=300,
+        description="Seconds to wait for a connection.")
+    statement_timeout_seconds: int = Field(300, ge=1, le=86_400,
+        description="Longest a source query may run.")
 
     @field_validator("url")
     @classmethod

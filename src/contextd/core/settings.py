@@ -29,20 +29,26 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONTEXTD_", extra="ignore")
 
-    data_dir: Path = Path(".contextd")
+    data_dir: Path = Field(Path(".contextd"), description=(
+        "Where the SQLite database, the embedded Qdrant Edge shard and the demo's keys live."))
     url: str | None = Field(
         None, description="Address of a running service, for the command line's admin "
         "commands (`contextd keys list`, `contextd connectors ...`); default "
         "http://<host>:<port>.")
     api_key: SecretStr | None = Field(
         None, description="The admin key those commands send; never logged.")
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
-    database_url: str | None = None
-    qdrant_url: str | None = None
-    qdrant_api_key: SecretStr | None = None
-    collection: str = "contextd"
-    embedding_model: str = "all-MiniLM-L6-v2"
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the HTTP API listens on.")
+    database_url: str | None = Field(None, description=(
+        "SQLAlchemy URL of the state database (e.g. postgresql+psycopg://...); unset: a "
+        "SQLite file in data_dir."))
+    qdrant_url: str | None = Field(None, description=(
+        "A Qdrant server or cluster; unset: the embedded Qdrant Edge shard in data_dir."))
+    qdrant_api_key: SecretStr | None = Field(None, description="API key of that Qdrant server.")
+    collection: str = Field("contextd", description="Name of the vector collection.")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description=(
+        "all-MiniLM-L6-v2 (bundled, loaded offline) or a local sentence-transformers "
+        "model directory."))
     embedding_document_job_chunks: int = Field(16, ge=1, le=4096, description=(
         "Most chunks per document job on the model thread. A query waits behind at most "
         "one such job, so smaller jobs mean shorter waits for queries during a sync."))
@@ -53,64 +59,103 @@ class Settings(BaseSettings):
     embedding_query_batch: int = Field(64, ge=1, le=1024, description=(
         "Most queries embedded in one forward pass: the queries waiting when the model "
         "thread comes free share it."))
-    embedding_threads: int | None = None
-    # torch threads for one query's embedding (documents use embedding_threads / all cores)
-    embedding_query_threads: int = Field(1, ge=1)
-    # threads of the Edge shard's search pool (per-segment reads in parallel); None: one per
-    # CPU. 1 by default: see README "Performance" (on two cores the pool's idle threads
-    # slowed the request's own Python after each search, and one thread searched as fast)
-    edge_search_threads: int | None = Field(1, ge=1, le=256)
-    chunk_size: int = Field(200, ge=32, le=4096)
-    chunk_overlap: int = Field(20, ge=0, le=1024)
-    freshness_floor: float = Field(0.75, ge=0.0, le=1.0)
-    half_life_days: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_HALF_LIFE_DAYS))
-    prefetch_limit: int = Field(100, ge=10, le=2000)
-    rrf_k: int = Field(60, ge=1, le=1000)
-    near_duplicate_cosine: float = Field(0.97, gt=0.0, le=1.0)
-    max_request_bytes: int = Field(64 * 1024, ge=1024)
-    max_query_chars: int = Field(4000, ge=1)
-    max_token_budget: int = Field(32000, ge=1)
-    max_top_k: int = Field(100, ge=1)
-    log_level: str = "INFO"
-    log_queries: bool = False
-    telemetry_enabled: bool = True
-    otlp_endpoint: str | None = None
-    trace_console: bool = False
-    # issue 3: connector schedules and runs
-    scheduler_enabled: bool = True
-    sync_workers: int = Field(4, ge=1, le=64)
-    sync_retry_attempts: int = Field(5, ge=1, le=50)
-    sync_retry_initial_seconds: float = Field(1.0, ge=0.0)
-    sync_retry_max_seconds: float = Field(60.0, ge=0.0)
-    sync_lease_ttl_seconds: float = Field(30.0, ge=3.0)
-    schedule_refresh_seconds: float = Field(30.0, ge=1.0)
-    # issue 6: context quality
-    quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0)
-    quality_webhook_url: SecretStr | None = None  # often carries a token: never echoed
-    quality_lag_objective_seconds: float = Field(86400.0, gt=0.0)
-    dashboard_session_hours: float = Field(8.0, gt=0.0, le=24 * 30)
-    # issue 5: memory of past interactions and temporal entity facts
-    memory_database_url: str | None = None
-    interaction_ttl_days: float | None = Field(365.0, gt=0)
-    memory_purge_interval_seconds: int = Field(3600, ge=0)
-    memory_token_share: float = Field(0.25, ge=0.0, le=1.0)
-    memory_top_k: int = Field(5, ge=0, le=50)
-    memory_min_relevance: float = Field(0.35, ge=-1.0, le=1.0)
-    memory_half_life_days: float = Field(30.0, gt=0)
-    memory_freshness_floor: float = Field(0.5, ge=0.0, le=1.0)
-    max_interaction_chars: int = Field(8000, ge=1)
-    # Through a database outage, keys and principals read this recently are still used.
-    db_outage_grace_seconds: float = Field(60.0, ge=0)
+    embedding_threads: int | None = Field(None, description=(
+        "torch threads for document embedding; unset: all cores."))
+    embedding_query_threads: int = Field(1, ge=1, description=(
+        "torch threads for one query's embedding: one keeps a query's latency steady "
+        "while documents embed beside it."))
+    edge_search_threads: int | None = Field(1, ge=1, le=256, description=(
+        "Threads of the Edge shard's search pool; unset: one per CPU. One by default: on "
+        "small machines the idle pool threads slow the request's own work after each "
+        "search, and one thread searches as fast (docs/performance.md)."))
+    chunk_size: int = Field(200, ge=32, le=4096, description="Tokens per chunk.")
+    chunk_overlap: int = Field(20, ge=0, le=1024, description=(
+        "Tokens shared by neighbouring chunks; smaller than chunk_size."))
+    freshness_floor: float = Field(0.75, ge=0.0, le=1.0, description=(
+        "Lowest freshness factor: recency reorders items of comparable relevance but never "
+        "buries a strongly relevant old one."))
+    half_life_days: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_HALF_LIFE_DAYS), description=(
+            "Freshness half-life per kind (document, email, crm), in days; JSON object."))
+    prefetch_limit: int = Field(100, ge=10, le=2000, description=(
+        "Candidates fetched by each of the dense and BM25 legs before fusion."))
+    rrf_k: int = Field(60, ge=1, le=1000, description="The k of reciprocal rank fusion.")
+    near_duplicate_cosine: float = Field(0.97, gt=0.0, le=1.0, description=(
+        "Cosine similarity above which two served chunks count as duplicates."))
+    max_request_bytes: int = Field(64 * 1024, ge=1024, description=(
+        "Largest request body accepted (413 beyond)."))
+    max_query_chars: int = Field(4000, ge=1, description="Longest query accepted (422 beyond).")
+    max_token_budget: int = Field(32000, ge=1, description=(
+        "Largest token_budget a context request may ask for."))
+    max_top_k: int = Field(100, ge=1, description="Largest top_k a context request may ask for.")
+    log_level: str = Field("INFO", description="Level of contextd's own log lines.")
+    log_queries: bool = Field(False, description=(
+        "Keep query text with served bundles (the dashboard's request pages show it); off: "
+        "only a hash."))
+    telemetry_enabled: bool = Field(True, description=(
+        "Prometheus metrics and per-stage timings of every request."))
+    otlp_endpoint: str | None = Field(None, description=(
+        "OTLP/HTTP endpoint that receives traces; unset: spans are not exported."))
+    trace_console: bool = Field(False, description="Print spans to the console (debugging).")
+    scheduler_enabled: bool = Field(True, description=(
+        "Run connector schedules in this process."))
+    sync_workers: int = Field(4, ge=1, le=64, description="Connector runs at the same time.")
+    sync_retry_attempts: int = Field(5, ge=1, le=50, description=(
+        "Attempts of a failing source request within one run, with backoff."))
+    sync_retry_initial_seconds: float = Field(1.0, ge=0.0, description="First backoff delay.")
+    sync_retry_max_seconds: float = Field(60.0, ge=0.0, description="Longest backoff delay.")
+    sync_lease_ttl_seconds: float = Field(30.0, ge=3.0, description=(
+        "Lifetime of a run's lease; renewed while it runs, so a crashed worker's connector "
+        "is free again after this long."))
+    schedule_refresh_seconds: float = Field(30.0, ge=1.0, description=(
+        "How often schedules are re-read from the database (changes made by other "
+        "processes)."))
+    quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0, description=(
+        "A metric of an eval run that falls more than this below the baseline is a "
+        "regression."))
+    quality_webhook_url: SecretStr | None = Field(None, description=(
+        "URL that receives a POST per regression; often carries a token, so never echoed."))
+    quality_lag_objective_seconds: float = Field(86400.0, gt=0.0, description=(
+        "Freshness objective: a connector whose last success is older is behind."))
+    dashboard_session_hours: float = Field(8.0, gt=0.0, le=24 * 30, description=(
+        "How long a dashboard login lasts."))
+    memory_database_url: str | None = Field(None, description=(
+        "Separate database for interactions and entity facts; unset: the state database."))
+    interaction_ttl_days: float | None = Field(365.0, gt=0, description=(
+        "Interactions older than this are purged; unset: kept forever."))
+    memory_purge_interval_seconds: int = Field(3600, ge=0, description=(
+        "How often the purge runs; 0: never in the background (``contextd memory purge``)."))
+    memory_token_share: float = Field(0.25, ge=0.0, le=1.0, description=(
+        "Largest share of a bundle's token budget that recalled memory may take."))
+    memory_top_k: int = Field(5, ge=0, le=50, description="Most interactions recalled per bundle.")
+    memory_min_relevance: float = Field(0.35, ge=-1.0, le=1.0, description=(
+        "Least cosine similarity for an interaction to be recalled."))
+    memory_half_life_days: float = Field(30.0, gt=0, description=(
+        "Freshness half-life of recalled interactions."))
+    memory_freshness_floor: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "Lowest freshness factor of recalled interactions."))
+    max_interaction_chars: int = Field(8000, ge=1, description=(
+        "Longest query or summary of a recorded interaction."))
+    db_outage_grace_seconds: float = Field(60.0, ge=0, description=(
+        "Through a database outage, keys and principals read this recently are still used; "
+        "anything else fails closed."))
     fact_attributes: dict[str, list[str]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FACT_ATTRIBUTES.items()})
-    # issue 4: keys, rate limits, audit, redaction
-    redis_url: str | None = None
-    rate_limit_per_minute: int = Field(6000, ge=1)
-    rate_limit_burst: int = Field(200, ge=1)
-    key_rotation_grace_seconds: int = Field(86400, ge=0)
-    audit_query_text: bool = False
-    redact_default_patterns: bool = True
-    redact_patterns: dict[str, str] = Field(default_factory=dict)
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FACT_ATTRIBUTES.items()},
+        description="CRM fields kept as temporal facts, per object type; JSON object.")
+    redis_url: str | None = Field(None, description=(
+        "Redis for rate limits shared by API replicas; unset: limits per process."))
+    rate_limit_per_minute: int = Field(6000, ge=1, description=(
+        "Requests per minute per key (a key's policy can set its own)."))
+    rate_limit_burst: int = Field(200, ge=1, description="Requests a key may make at once.")
+    key_rotation_grace_seconds: int = Field(86400, ge=0, description=(
+        "How long a rotated-out key secret keeps working."))
+    audit_query_text: bool = Field(False, description=(
+        "Keep query text in the audit log; off: only its hash."))
+    redact_default_patterns: bool = Field(True, description=(
+        "Mask card numbers, US social security and UK national insurance numbers in "
+        "served text."))
+    redact_patterns: dict[str, str] = Field(default_factory=dict, description=(
+        "More patterns to mask: name -> regular expression; JSON object."))
     # Sources: where configured connectors may reach (docs/security.md "Sources").
     outbound_allow: list[str] = Field(default_factory=list, description=(
         "Hosts (``api.example.com``, ``*.example.com``), addresses and CIDR ranges that "

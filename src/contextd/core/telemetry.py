@@ -1,6 +1,6 @@
 """Metrics (Prometheus) and traces (OpenTelemetry) in one place.
 
-Metric names and what they mean are listed in the README's operator section. The
+Metric names and what they mean are listed in docs/operations.md. The
 registry is contextd's own so tests and embedded use never collide with other libraries'
 metrics. Tracing always creates spans (so every log line and response carries a trace id);
 exporting them is off by default, OTLP/HTTP when ``otlp_endpoint`` is set, console when
@@ -93,7 +93,7 @@ REDACTIONS = Counter("contextd_redactions_total", "Matches masked in served text
                      ["rule"], registry=REGISTRY)
 STORE_POINTS = Gauge("contextd_store_points", "Chunks in the vector store (at scrape time).",
                      registry=REGISTRY)
-# issue 5: memory
+# memory
 MEMORY_INTERACTIONS = Counter("contextd_memory_interactions_recorded_total",
                               "Interactions recorded (SQL row and vector).", registry=REGISTRY)
 MEMORY_RECALL = Counter("contextd_memory_recall_total",

@@ -141,7 +141,7 @@ class BundleServed(SQLModel, table=True):
                                         sa_column=Column(JSON, nullable=False))
 
 
-# --- issue 3: connectors on schedules (connectors, sync runs, quarantine, leases) ---------
+# --- connectors on schedules (connectors, sync runs, quarantine, leases) ---------
 
 
 class ConnectorRow(SQLModel, table=True):
@@ -226,7 +226,7 @@ class ConnectorLease(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-# --- issue 6: context quality (request outcomes, feedback, golden sets, eval runs) ---------
+# --- context quality (request outcomes, feedback, golden sets, eval runs) ---------
 
 
 class ContextRequestRow(SQLModel, table=True):
@@ -311,7 +311,7 @@ class DashboardSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow,
                                  sa_column=Column(DateTime(timezone=True), nullable=False))
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-# --- issue 5: memory of past interactions, feedback, temporal entity facts -----------------
+# --- memory of past interactions, feedback, temporal entity facts -----------------
 
 
 class InteractionRow(SQLModel, table=True):
@@ -394,7 +394,7 @@ class EntityFact(SQLModel, table=True):
                                   sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-# --- issue 4: access scope as a hard limit (key policies, rotation, audit log) -----------
+# --- access scope as a hard limit (key policies, rotation, audit log) -----------
 
 
 class ApiKeyPolicy(SQLModel, table=True):

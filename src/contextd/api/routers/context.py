@@ -51,7 +51,7 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     started = time.perf_counter()
     try:
         return _serve_context(body, runtime, key, background)
-    except ContextdError as exc:  # refused requests are audited too (issue 4)
+    except ContextdError as exc:  # refused requests are audited too
         audit_context(runtime, key, body, outcome=exc.code, started=started)
         raise
 

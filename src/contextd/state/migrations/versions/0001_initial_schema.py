@@ -1,4 +1,4 @@
-"""Initial schema: every table up to issue 5 (state, bundles served, memory, facts).
+"""Initial schema: state, bundles served, memory and facts tables.
 
 Revision ID: 0001
 Revises:

@@ -99,7 +99,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_log_user_id"), ["user_id"], unique=False)
 
     # ### end Alembic commands ###
-    # The database itself refuses to change or remove an audit entry (issue 4).
+    # The database itself refuses to change or remove an audit entry.
     for statement in _APPEND_ONLY.get(op.get_bind().dialect.name, ()):
         op.execute(statement)
 
