@@ -70,6 +70,8 @@ def test_connectors_create_list_sync_pause_resume(
     assert main(["connectors", "sync", "handbook", "--wait"]) == 0
     run = last_json(capsys.readouterr().out)
     assert run["status"] == "success" and run["records_pulled"] == 1
+    assert main(["connectors", "schedule", "handbook", "--cron", "0 6 * * *"]) == 0
+    assert capsys.readouterr().out.startswith('handbook: {"cron": "0 6 * * *"')
     assert main(["connectors", "pause", "handbook"]) == 0
     assert capsys.readouterr().out.strip() == "handbook: paused"
     assert main(["connectors", "list"]) == 0

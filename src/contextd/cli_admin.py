@@ -131,6 +131,16 @@ def connectors_sync(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if run.get("status") in ("queued", "success", "partial") else 1
 
 
+def connectors_schedule(args: argparse.Namespace, settings: Settings) -> int:
+    schedule = ({"interval_seconds": args.interval} if args.interval
+                else {"cron": args.cron} if args.cron else None)
+    row = call(settings, "PATCH", f"/v1/connectors/{_connector_id(settings, args.name)}",
+               json={"schedule": schedule})
+    when = json.dumps(row["schedule"]) if row["schedule"] else "on demand"
+    print(f"{row['name']}: {when}, next run {row['status']['next_run_at'] or '-'}")
+    return 0
+
+
 def _toggle(action: str) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
         row = call(settings, "POST", f"/v1/connectors/{_connector_id(settings, args.name)}/"
@@ -150,6 +160,8 @@ def register(sub: Any, keys_sub: Any) -> None:
     revoke.set_defaults(func=keys_revoke)
 
     conn = sub.add_parser("connectors", help="manage connectors through the running service")
+    conn.description = ("list, create, sync, schedule, pause and resume connectors through "
+                        "the running service (CONTEXTD_URL, admin key in CONTEXTD_API_KEY)")
     conn_sub = conn.add_subparsers(dest="connectors_command", required=True)
     ls = conn_sub.add_parser("list", help="connectors with state, schedule and next run")
     ls.add_argument("--json", action="store_true")
@@ -168,6 +180,13 @@ def register(sub: Any, keys_sub: Any) -> None:
     sync.add_argument("name", help="the connector's name or id")
     sync.add_argument("--wait", action="store_true", help="wait for the run and print it")
     sync.set_defaults(func=connectors_sync)
+    schedule = conn_sub.add_parser("schedule", help="change when a connector runs")
+    schedule.add_argument("name", help="the connector's name or id")
+    every = schedule.add_mutually_exclusive_group(required=True)
+    every.add_argument("--interval", type=int, help="run every N seconds")
+    every.add_argument("--cron", help="five-field crontab schedule, UTC")
+    every.add_argument("--on-demand", action="store_true", help="no schedule")
+    schedule.set_defaults(func=connectors_schedule)
     for action in ("pause", "resume"):
         toggle = conn_sub.add_parser(action, help=f"{action} a connector's schedule")
         toggle.add_argument("name", help="the connector's name or id")
