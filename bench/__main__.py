@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import asgi, cli_startup, concurrency, corpus, llamaindex_baseline
+from bench import asgi, cli_startup, concurrency, corpus, llamaindex_baseline, mcp_latency
 from bench.timing import latency_ms, timed
 from contextd.api.app import create_app
 from contextd.core.settings import Settings
@@ -195,6 +195,8 @@ def main() -> None:
     parser.add_argument("--concurrency-chunks", type=int, default=5000,
                         help="corpus of the serving-during-sync bench (0: skip it)")
     parser.add_argument("--quick", action="store_true", help="3000 chunks, 50 queries")
+    parser.add_argument("--mcp-chunks", type=int, default=3000,
+                        help="index size of the MCP-vs-HTTP latency suite (0: skip it)")
     args = parser.parse_args()
     if args.quick:
         args.chunks, args.queries, args.baseline_queries = 3000, 50, 20
@@ -212,6 +214,12 @@ def main() -> None:
             ["--chunks", str(args.concurrency_chunks)]))
         report["targets"].update(concurrency.report(served))
         report["concurrency"] = served
+    if args.mcp_chunks:
+        # Its own small index behind `contextd serve` in a child process (bench/mcp_latency.py).
+        mcp = mcp_latency.run_suite(args.mcp_chunks, min(args.queries, 60))
+        print(mcp_latency.report_line(mcp))
+        report["mcp"] = mcp
+        report["targets"]["mcp get_context p50 <= 1.15x /v1/context"] = mcp["pass"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))

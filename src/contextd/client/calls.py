@@ -145,7 +145,7 @@ def delete_connector(connector_id: str) -> Call[dict[str, Any]]:
     return Call("DELETE", f"/v1/connectors/{_seg(connector_id)}", _raw)
 
 
-def keys() -> Call[list[KeyOut]]:
+def list_keys() -> Call[list[KeyOut]]:
     return Call("GET", "/v1/keys", lambda body: [KeyOut.model_validate(k) for k in body])
 
 
