@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 import httpx2
+from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 
 from contextd.runtime import Runtime
 from contextd.state.principals import set_user_groups
-from mcp import ClientSession
 from tests.factories import record
 
 T = TypeVar("T")
