@@ -6,6 +6,7 @@ encode gives."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,7 +42,9 @@ def write_corpus(folder: Path) -> None:
 
 
 def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
-        runtime: Runtime, encoder: SentenceTransformerEncoder, tmp_path: Path) -> None:
+        make_runtime: Callable[..., Runtime], encoder: SentenceTransformerEncoder,
+        tmp_path: Path) -> None:
+    runtime = make_runtime(filesystem_allowed_roots=[tmp_path])
     runtime.ingestor.ingest([record(name, text, source="handbook")
                              for name, (text, _) in NEEDLES.items()])
     write_corpus(tmp_path / "corpus")
