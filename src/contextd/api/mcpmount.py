@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.api.errors import error_body
@@ -143,6 +143,17 @@ class KeyGate:
         return None
 
 
+class _NamedRoute(Route):
+    """A plain route that names itself in the scope as FastAPI's routes do, so request
+    logs and metrics label MCP traffic ``/mcp`` rather than ``unmatched``."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
+
+
 def _forwarded(ctx: Any) -> dict[str, str] | None:
     headers = ctx.headers or {}
     return {name: headers[name] for name in FORWARDED if name in headers}
@@ -160,8 +171,8 @@ def install_mcp(app: FastAPI, runtime: Runtime) -> None:
         streamable_http_path=MCP_PATH, stateless_http=True, json_response=True,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
     handler = KeyGate(StreamableHTTPASGIApp(server.session_manager), runtime)
-    app.router.routes.append(Route(MCP_PATH, endpoint=handler,
-                                   methods=["GET", "POST", "DELETE"]))
+    app.router.routes.append(_NamedRoute(MCP_PATH, endpoint=handler,
+                                        methods=["GET", "POST", "DELETE"]))
     app.state.mcp_server = server
 
 
