@@ -276,8 +276,9 @@ def run(runtime: Runtime, args: argparse.Namespace) -> dict[str, Any]:
           f"({baseline['unfiltered']['p50'] / on['p50']:.1f}x vs unfiltered)")
 
     startup = cli_startup.measure()
-    print(f"{startup['command']}: median {startup['median_s']:.3f} s, max "
-          f"{startup['max_s']:.3f} s over {startup['runs']} runs")
+    print(f"{startup['command']}: median {startup['median_s']:.3f} s (CPU "
+          f"{startup['cpu_median_s']:.3f} s), max {startup['max_s']:.3f} s over "
+          f"{startup['runs']} runs")
 
     targets = {
         "contextd --help under 1 s": startup["under_1s"],

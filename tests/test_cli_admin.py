@@ -100,7 +100,8 @@ def test_a_missing_service_or_key_is_one_clear_line(
 
 def test_help_loads_neither_the_model_nor_the_web_stack() -> None:
     code = ("import sys; from contextd.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'fastapi', 'qdrant_edge', 'sqlalchemy') "
+            "print(sorted(m for m in ('torch', 'fastapi', 'qdrant_edge', 'sqlalchemy', "
+            "'pydantic_settings', 'anyio', 'httpx') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

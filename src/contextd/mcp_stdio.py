@@ -19,13 +19,14 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import anyio
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from contextd.core.errors import AuthenticationFailed, ConfigError, PermissionDenied
-from contextd.core.settings import Settings
+
+if TYPE_CHECKING:  # imported when the command runs, so `contextd --help` stays fast
+    import httpx
+
+    from contextd.core.settings import Settings
 
 LOCAL_WRITE_TOOLS = ("record_interaction", "give_feedback")
 
@@ -35,7 +36,8 @@ def say(message: str) -> None:
 
 
 def _logs_to_stderr() -> None:
-    for handler in logging.getLogger("contextd").handlers:
+    """stdout carries the protocol: every log handler writing there moves to stderr."""
+    for handler in [*logging.getLogger().handlers, *logging.getLogger("contextd").handlers]:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
             handler.setStream(sys.stderr)
 
@@ -46,6 +48,8 @@ def service_url(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def running(url: str) -> bool:
+    import httpx
+
     try:
         return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
     except httpx.HTTPError:
@@ -55,6 +59,8 @@ def running(url: str) -> bool:
 def check_remote_key(url: str, key: str) -> None:
     """Refuse to start with a key the service refuses (401/403), before any tool runs.
     ``GET /v1/sources`` authenticates and checks the role before reading parameters."""
+    import httpx
+
     resp = httpx.get(f"{url}/v1/sources", headers={"Authorization": f"Bearer {key}"},
                      timeout=10.0)
     if resp.status_code == 401:
@@ -71,6 +77,8 @@ def _message(resp: httpx.Response) -> str:
 
 
 def cmd_mcp(args: argparse.Namespace, settings: Settings) -> int:
+    import anyio
+
     _logs_to_stderr()
     key = os.environ.get("CONTEXTD_API_KEY", "").strip()
     if not key:
@@ -100,6 +108,8 @@ def _no_headers(ctx: Any) -> None:
 
 
 def _serve_local(settings: Settings, key: str) -> None:
+    import anyio
+
     if not settings.data_dir.exists():
         raise ConfigError(f"no service at the configured URL and no data dir at "
                           f"{settings.data_dir}: start `contextd serve` or set CONTEXTD_URL")
@@ -121,6 +131,8 @@ def _serve_local(settings: Settings, key: str) -> None:
 
 
 async def _serve_in_process(settings: Settings, key: str) -> None:
+    import httpx
+
     from contextd.api.app import create_app
     from contextd.api.mcpmount import INTERNAL_BASE, InProcessTransport
     from contextd.api.mcptools import build_server
