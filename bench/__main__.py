@@ -203,6 +203,7 @@ def main() -> None:
         args.concurrency_chunks = min(args.concurrency_chunks, 1000)
     workdir = Path(tempfile.mkdtemp(prefix="contextd-bench-"))
     runtime = Runtime(Settings(data_dir=workdir))
+    runtime.migrate()
     try:
         report = run(runtime, args)
     finally:

@@ -73,7 +73,9 @@ def main() -> None:
 
     def make_runtime() -> Runtime:
         count[0] += 1
-        return Runtime(Settings(data_dir=tmp / f"data{count[0]}"))
+        runtime = Runtime(Settings(data_dir=tmp / f"data{count[0]}"))
+        runtime.migrate()
+        return runtime
 
     results: dict[str, Any] = {}
     try:

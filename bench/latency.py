@@ -48,6 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = Runtime(Settings(data_dir=args.data_dir))
+    runtime.migrate()
     try:
         ensure_index(runtime, args.data_dir, args.chunks)
         set_user_groups(runtime.engine, user_id="ann", groups=["sales"])

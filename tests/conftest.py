@@ -43,6 +43,7 @@ def make_runtime(tmp_path: Path, encoder: SentenceTransformerEncoder
         data_dir = tmp_path / f"data{len(made)}"
         settings = Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
         runtime = Runtime(settings, dense_encoder=encoder)
+        runtime.migrate()
         if store == "server":
             from qdrant_client import QdrantClient
 

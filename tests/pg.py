@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from contextd.state.db import create_schema, make_engine
+from contextd.state.db import make_engine, migrate
 
 # CONTEXTD_TEST_PG points the suite at another server (its database is only used to connect).
 ADMIN_URL = os.environ.get("CONTEXTD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"
@@ -51,7 +51,7 @@ def service_engine(backend: str, tmp_path: Path) -> Iterator[Engine]:
                else stack.enter_context(scratch_database()))
         engine = make_engine(url)
         try:
-            create_schema(engine)
+            migrate(engine)
             yield engine
         finally:
             engine.dispose()

@@ -134,6 +134,7 @@ def test_quality_check_runs_golden_sets_and_fails_on_a_regression(
     from tests.quality.corpus import QRELS, QUERIES, RECORDS
 
     runtime = Runtime(Settings(data_dir=tmp_path))
+    runtime.migrate()
     runtime.ingestor.ingest(RECORDS)
     create_golden_set(runtime.engine, name="policies", qrels=QRELS,
                       queries=[GoldenQuery(id=q, text=t) for q, t in QUERIES.items()])

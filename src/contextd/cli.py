@@ -22,11 +22,12 @@ if TYPE_CHECKING:
     from contextd.runtime import Runtime as RuntimeType
 
 
-def Runtime(settings: Settings) -> RuntimeType:
-    """The composition root, imported on first use (it loads torch and the stores)."""
-    from contextd.runtime import Runtime as runtime_class
+def local_runtime(settings: Settings) -> RuntimeType:
+    """The composition root, imported on first use (it loads torch and the stores); on the
+    default SQLite file of the data directory the schema is brought up to date first."""
+    from contextd.process.migrate import local_runtime as build
 
-    return runtime_class(settings)
+    return build(settings)
 
 
 def _print(obj: Any) -> None:
@@ -34,13 +35,21 @@ def _print(obj: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from contextd.process.roles import serve
 
-    from contextd.api.app import create_app
+    return serve(settings, role=getattr(args, "role", None), host=args.host, port=args.port)
 
-    # log_config=None: uvicorn's lines go through contextd's formatter (core.logging).
-    uvicorn.run(create_app(settings), host=args.host or settings.host,
-                port=args.port or settings.port, log_level="warning", log_config=None)
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from contextd.process.roles import serve
+
+    return serve(settings, role="worker", host=args.host, port=args.port)
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from contextd.process.migrate import migrate_databases
+
+    _print({"migrated": migrate_databases(settings)})
     return 0
 
 
@@ -50,7 +59,17 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     config: dict[str, Any] = json.loads(args.config) if args.config else {}
     config.setdefault("path", str(Path(args.path).resolve()))
-    runtime = Runtime(settings)
+    from contextd.process import remote
+    from contextd.process.discovery import find_service
+
+    if (service := find_service(settings)) is not None:
+        out = remote.ingest(service, path=config.pop("path"), kind=args.connector,
+                            name=args.name, config=config)
+        _print(out["summary"])
+        for failure in out["failures"]:
+            print(f"failed: {failure['source_id']}: {failure['error']}", file=sys.stderr)
+        return 0
+    runtime = local_runtime(settings)
     try:
         connector = build_connector(args.name or args.connector, args.connector, config)
         connector.check()
@@ -65,9 +84,15 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     """Run a configured connector (``POST /v1/connectors``) once, now, and print the run."""
+    from contextd.process import remote
+    from contextd.process.discovery import find_service
     from contextd.state.connectors import find_connector
 
-    runtime = Runtime(settings)
+    if (service := find_service(settings)) is not None:
+        found = remote.sync(service, args.name)
+        _print(found)
+        return 0 if found["status"] in ("success", "partial") else 1
+    runtime = local_runtime(settings)
     try:
         row = find_connector(runtime.engine, args.name)
         run = runtime.connectors.run_blocking(row.id, trigger="cli")
@@ -80,7 +105,7 @@ def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from contextd.state.keys import create_key
 
-    runtime = Runtime(settings)
+    runtime = local_runtime(settings)
     try:
         key, secret = create_key(runtime.engine, name=args.name or f"{args.role}-key",
                                  role=args.role)
@@ -99,7 +124,7 @@ def cmd_memory_purge(args: argparse.Namespace, settings: Settings) -> int:
 
     now = as_utc(datetime.fromisoformat(args.now)) if args.now else utcnow()
     ttl = args.ttl_days if args.ttl_days is not None else settings.interaction_ttl_days
-    runtime = Runtime(settings)
+    runtime = local_runtime(settings)
     try:
         removed = purge_expired(runtime.memory_engine, runtime.memory_store, now, ttl_days=ttl)
     finally:
@@ -116,7 +141,7 @@ def cmd_groups_import(args: argparse.Namespace, settings: Settings) -> int:
 
     connector = GroupsConnector(args.name, GroupsConfig(path=Path(args.path).resolve(),
                                                         format=args.format))
-    runtime = Runtime(settings)
+    runtime = local_runtime(settings)
     try:
         result = sync_directory(connector, runtime.engine)
         audit.record(runtime.engine, action="principal.import", actor="cli",
@@ -137,7 +162,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="contextd-eval-"))
     eval_settings = settings.model_copy(update={"data_dir": workdir, "database_url": None,
                                                 "qdrant_url": None})
-    runtime = Runtime(eval_settings)
+    runtime = local_runtime(eval_settings)
     try:
         started = time.perf_counter()
         docs = list(records(dataset))
@@ -167,7 +192,7 @@ def _store_eval_runs(settings: Settings, dataset: str,
     """Keep the figures with the golden-set runs (``GET /v1/eval/runs``, the dashboard)."""
     from contextd.quality.evaluation import store_cli_run
 
-    runtime = Runtime(settings)
+    runtime = local_runtime(settings)
     try:
         ids = [store_cli_run(runtime.engine, dataset=dataset, mode=mode, metrics=figures).id
                for mode, figures in results.items()]
@@ -186,7 +211,15 @@ def cmd_quality_check(args: argparse.Namespace, settings: Settings) -> int:
     policy = AlertPolicy(threshold=settings.quality_regression_threshold,
                          webhook_url=webhook.get_secret_value() if webhook else None)
     config = EvalConfig(mode=args.mode, freshness=not args.no_freshness)
-    runtime = Runtime(settings)
+    from contextd.process import remote
+    from contextd.process.discovery import find_service
+
+    if (service := find_service(settings)) is not None:
+        runs = remote.quality_check(service, names=list(args.golden_set), mode=args.mode,
+                                    freshness=not args.no_freshness)
+        _print(runs)
+        return 1 if any(run["regressed"] for run in runs) else 0
+    runtime = local_runtime(settings)
     try:
         sets = ([get_golden_set(runtime.engine, name) for name in args.golden_set]
                 if args.golden_set else list_golden_sets(runtime.engine))
@@ -202,14 +235,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contextd", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve = sub.add_parser("serve", help="run the service (API and sync workers by default)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--role", choices=["all", "api", "worker"],
+                       help="all: one process (default); api: HTTP API only; worker: syncs")
     serve.set_defaults(func=cmd_serve)
 
     from contextd.cli_demo import register as register_demo
 
     register_demo(sub)
+
+    worker = sub.add_parser("worker", help="run schedules and syncs (health and metrics only)")
+    worker.add_argument("--host")
+    worker.add_argument("--port", type=int, help="health and metrics port")
+    worker.set_defaults(func=cmd_worker)
+
+    migrate = sub.add_parser("migrate", help="bring the SQL schema to this version's")
+    migrate.set_defaults(func=cmd_migrate)
 
     ingest = sub.add_parser("ingest", help="load PATH through a connector, without a server")
     ingest.add_argument("path")

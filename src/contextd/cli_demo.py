@@ -51,13 +51,15 @@ def banner(info: dict[str, Any], keys: dict[str, str], base_url: str, key_file: 
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from contextd.cli import Runtime
+    from contextd.cli import local_runtime
     from contextd.demo import KEYS_FILE, demo_keys, load_demo
+    from contextd.process.migrate import migrate_databases
 
     host, port = args.host or settings.host, args.port or settings.port
     base_url = f"http://{host}:{port}"
     settings = _demo_settings(settings, Path(args.data))
-    runtime = Runtime(settings)
+    migrate_databases(settings)
+    runtime = local_runtime(settings)
     try:
         if args.keys:
             print("\n".join(env_lines(base_url, demo_keys(runtime, settings.data_dir))))

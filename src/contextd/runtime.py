@@ -13,13 +13,14 @@ from sqlalchemy.engine import Engine
 
 from contextd.connectors.limits import OutboundPolicy, SourceLimits
 from contextd.core.embedder import Bm25Encoder, DenseEncoder, SentenceTransformerEncoder
+from contextd.core.errors import Unavailable
 from contextd.core.settings import Settings
 from contextd.core.store import VectorStore
 from contextd.ingest.chunking import Chunker
 from contextd.ingest.pipeline import Ingestor
 from contextd.memory.recall import MemoryRecall
 from contextd.retrieval.service import Retriever
-from contextd.state.db import create_schema, make_engine
+from contextd.state.db import make_engine, migrate, require_schema
 from contextd.sync.connector_service import ConnectorService
 from contextd.sync.retry import RetryPolicy
 from contextd.sync.runs import RunSettings
@@ -39,8 +40,17 @@ def open_store(settings: Settings, dim: int, *, memory: bool = False) -> VectorS
         return ServerStore.from_url(settings.qdrant_url, api_key, collection, dim)
     from contextd.core.edge_store import EdgeStore
 
-    return EdgeStore(settings.edge_path.parent / collection, dim,
-                     search_threads=settings.edge_search_threads)
+    path = settings.edge_path.parent / collection
+    try:
+        return EdgeStore(path, dim, search_threads=settings.edge_search_threads)
+    except Exception as exc:
+        if "WouldBlock" not in str(exc):
+            raise
+        raise Unavailable(
+            f"the embedded store at {path} is open in another process (a running contextd "
+            "serve, or another command); commands that find the service's files in the "
+            "data directory go through it, so this one is another tool: wait for it to "
+            "finish") from None
 
 
 def source_limits(settings: Settings) -> SourceLimits:
@@ -60,10 +70,27 @@ class Runtime:
     _store: VectorStore | None = field(default=None, repr=False)
     _memory_store: VectorStore | None = field(default=None, repr=False)
 
+    def migrate(self) -> dict[str, str]:
+        """Bring every SQL database of these settings to the latest schema (``contextd
+        migrate``); the revision of each, by URL without password."""
+        done: dict[str, str] = {}
+        for url in dict.fromkeys((self.settings.sql_url, self.settings.memory_sql_url)):
+            engine = make_engine(url)
+            try:
+                done[engine.url.render_as_string(hide_password=True)] = migrate(engine)
+            finally:
+                engine.dispose()
+        return done
+
     @cached_property
     def engine(self) -> Engine:
+        """The SQL engine; ConfigError (run ``contextd migrate``) when the schema is behind."""
         engine = make_engine(self.settings.sql_url)
-        create_schema(engine)
+        try:
+            require_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return engine
 
     @cached_property
@@ -73,7 +100,11 @@ class Runtime:
         if self.settings.memory_sql_url == self.settings.sql_url:
             return self.engine
         engine = make_engine(self.settings.memory_sql_url)
-        create_schema(engine)
+        try:
+            require_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return engine
 
     @cached_property
@@ -131,10 +162,12 @@ class Runtime:
             engine=self.engine, store=self.store, ingestor=lambda: self.ingestor,
             settings=RunSettings(retry=policy, lease_ttl_seconds=s.sync_lease_ttl_seconds,
                                  limits=source_limits(s)),
-            max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds)
+            max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds,
+            poll_seconds=s.sync_poll_seconds)
 
     def close(self) -> None:
-        """Stop the scheduler and running syncs, then release the stores and the SQL pools."""
+        """Stop the sync workers (running syncs checkpoint), then release the stores and the
+        SQL pools."""
         if "connectors" in self.__dict__:
             self.connectors.close()
         if self._store is not None:

@@ -137,6 +137,7 @@ def _allowed(limit: frozenset[str] | None, value: str) -> bool:
 def runtime(request: pytest.FixtureRequest, tmp_path: Path,
             encoder: SentenceTransformerEncoder) -> Iterator[Runtime]:
     rt = Runtime(Settings(data_dir=tmp_path / "leaks"), dense_encoder=MemoEncoder(encoder))
+    rt.migrate()
     if request.param == "server":
         from qdrant_client import QdrantClient
 

@@ -287,6 +287,7 @@ from contextd.core.settings import Settings
 from contextd.sync.pull import run_sync
 from contextd.runtime import Runtime
 runtime = Runtime(Settings(data_dir=sys.argv[1]))
+runtime.migrate()
 result = run_sync(build_connector("mail", "imap", json.loads(sys.argv[2])),
                   ingestor=runtime.ingestor, engine=runtime.engine)
 print(json.dumps(result.stats.as_dict()))

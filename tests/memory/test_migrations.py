@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from contextd.state.db import alembic_config, create_schema, make_engine
+from contextd.core.errors import ConfigError
+from contextd.core.settings import Settings
+from contextd.runtime import Runtime
+from contextd.state.db import alembic_config, make_engine, migrate
 
 
 def _diff(url: str) -> list[object]:
@@ -23,8 +29,8 @@ def _diff(url: str) -> list[object]:
 
 def test_migrated_schema_equals_the_models(db_url: str) -> None:
     engine = make_engine(db_url)
-    create_schema(engine)
-    create_schema(engine)  # idempotent: a second start changes nothing
+    migrate(engine)
+    migrate(engine)  # idempotent: a second start changes nothing
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
@@ -32,7 +38,7 @@ def test_migrated_schema_equals_the_models(db_url: str) -> None:
     assert _diff(db_url) == [], "models changed without a migration: write a revision"
 
 
-def test_every_table_is_created_by_a_migration_not_by_the_fallback(db_url: str) -> None:
+def test_every_table_is_created_by_a_migration(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -50,8 +56,28 @@ def test_a_database_made_before_migrations_is_adopted(db_url: str) -> None:
     engine = make_engine(db_url)
     legacy = [t for name, t in SQLModel.metadata.tables.items() if name == "documents"]
     SQLModel.metadata.create_all(engine, tables=legacy)
-    create_schema(engine)
+    migrate(engine)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     engine.dispose()
     assert _diff(db_url) == []
+
+
+def test_a_process_on_an_unmigrated_database_says_to_run_migrate(db_url: str,
+                                                                  tmp_path: Path) -> None:
+    """Building the runtime's engine never changes the schema; it refuses with the fix."""
+    runtime = Runtime(Settings(data_dir=tmp_path, database_url=db_url))
+    with pytest.raises(ConfigError, match="run `contextd migrate` first"):
+        _ = runtime.engine
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert "alembic_version" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+    assert set(runtime.migrate().values()) == {
+        ScriptDirectory.from_config(alembic_config()).get_current_head()}
+    try:
+        _ = runtime.engine  # now current: accepted
+    finally:
+        runtime.close()

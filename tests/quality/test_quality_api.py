@@ -47,7 +47,7 @@ def _wait_for_rows(runtime: Runtime, count: int) -> list[ContextRequestRow]:
         time.sleep(0.05)
 
 
-def test_every_context_outcome_is_recorded_for_the_error_rate(
+def test_every_authenticated_context_outcome_is_recorded_for_the_error_rate(
         make_runtime: Callable[..., Runtime]) -> None:
     runtime = make_runtime(max_request_bytes=2048)
     runtime.ingestor.ingest([record("doc-1", "The travel per diem is 75 dollars a day.")])
@@ -62,12 +62,13 @@ def test_every_context_outcome_is_recorded_for_the_error_rate(
         assert agent.post("/v1/context", json={**body, "query": "x" * 4000}).status_code == 413
         assert analyst.post("/v1/context", json=body).status_code == 403
         assert agent.get("/v1/quality").status_code == 403  # not a context call: not recorded
-        rows = _wait_for_rows(runtime, 5)
-        assert sorted(r.status for r in rows) == [200, 401, 403, 413, 422]
+        rows = _wait_for_rows(runtime, 3)
+        # Refused before a key was known (401, 413 over the service limit): no row.
+        assert sorted(r.status for r in rows) == [200, 403, 422]
         assert all(r.latency_ms > 0 and len(r.request_id) == 32 for r in rows)
         access = analyst.get("/v1/quality").json()["metrics"]["accessibility"]["values"]
-    assert access["error_rate"]["value"] == pytest.approx(4 / 5)
-    assert access["error_rate"]["n"] == 5
+    assert access["error_rate"]["value"] == pytest.approx(2 / 3)
+    assert access["error_rate"]["n"] == 3
     assert access["found_context_rate"]["value"] == 1.0
     assert access["latency_ms"]["p99"] == pytest.approx(
         float(np.percentile([r.latency_ms for r in rows], 99)))

@@ -47,6 +47,7 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     settings_ = Settings(data_dir=tmp_path_factory.mktemp(f"acl-{request.param}"),
                          filesystem_allowed_roots=[SAMPLE_DATA])
     runtime = Runtime(settings_, dense_encoder=encoder)
+    runtime.migrate()
     if request.param == "server":
         from qdrant_client import QdrantClient
 

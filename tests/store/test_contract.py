@@ -153,7 +153,12 @@ def test_hit_vectors_are_the_written_vectors(store: VectorStore) -> None:
     assert set(vectors) == set(written)
     for ident, vector in vectors.items():
         assert isinstance(vector, np.ndarray) and vector.dtype == np.float32
-        assert np.array_equal(vector, np.asarray(written[ident], dtype=np.float32))
+        expected = np.asarray(written[ident], dtype=np.float32)
+        if isinstance(store, ServerStore):
+            # The server stores a cosine vector normalized in its own float32 arithmetic.
+            assert np.allclose(vector, expected, atol=1e-6)
+        else:
+            assert np.array_equal(vector, expected)
     assert set(_vectors(store, with_vectors=False).values()) == {None}
 
 

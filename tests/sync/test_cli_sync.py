@@ -24,6 +24,7 @@ def test_sync_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     (docs / "onboarding.md").write_text("# Onboarding\n\nNew staff get a badge on day one.\n")
     data = tmp_path / "data"
     setup = Runtime(Settings(data_dir=data, filesystem_allowed_roots=[tmp_path]))
+    setup.migrate()
     setup.connectors.create(name="handbook", kind="filesystem",
                             config={"path": str(docs), "default_acl": ["public"]})
     setup.close()

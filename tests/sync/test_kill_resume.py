@@ -90,6 +90,7 @@ def test_sigkill_mid_sync_then_restart_finishes_exactly_once(
         tmp_path: Path, source_url: str) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     setup = Runtime(settings)
+    setup.migrate()
     setup.connectors.create(
         name="facts", kind="sql", schedule={"interval_seconds": 2},
         config={"url": source_url, "table": "facts", "key_column": "id",

@@ -1,95 +1,65 @@
-"""APScheduler wiring: interval and cron triggers, pause/resume, job options."""
+"""Schedules as fire times computed from the connectors table, queued once per fire."""
 
 from __future__ import annotations
 
-import threading
-import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from contextd.state.connectors import create_connector
+from contextd.state.db import make_engine, migrate
+from contextd.state.sync_queue import queue_states
 from contextd.state.tables import ConnectorRow
-from contextd.sync.scheduler import ConnectorScheduler, build_trigger
+from contextd.sync.scheduler import jitter, latest_fire, next_run_at, queue_due
+
+T0 = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 
 
-def row(schedule: dict[str, object], enabled: bool = True) -> ConnectorRow:
-    return ConnectorRow(id="c1", name="c", kind="sql", config={}, schedule=schedule,
-                        enabled=enabled)
+def test_interval_fires_from_creation_and_collapses_missed_fires() -> None:
+    every = {"interval_seconds": 60}
+    assert latest_fire(every, T0, after=None, now=T0) == T0  # the first run is at creation
+    assert latest_fire(every, T0, after=T0, now=T0 + timedelta(seconds=59)) is None
+    # Down for ten minutes: the ten missed fires are one run, at the latest fire.
+    assert latest_fire(every, T0, after=T0, now=T0 + timedelta(minutes=10, seconds=5)) == \
+        T0 + timedelta(minutes=10)
 
 
-def test_interval_fires_pause_stops_resume_restarts() -> None:
-    fired: list[tuple[str, str, float]] = []
-    lock = threading.Lock()
+def test_cron_fires_first_at_creation_then_on_its_times() -> None:
+    daily = {"cron": "30 4 * * *"}
+    assert latest_fire(daily, T0, after=None, now=T0) == T0
+    assert latest_fire(daily, T0, after=T0, now=T0 + timedelta(hours=20)) is None
+    assert latest_fire(daily, T0, after=T0, now=T0 + timedelta(days=3)) == datetime(
+        2026, 11, 28, 4, 30, tzinfo=UTC)
 
-    def run(connector_id: str, trigger: str) -> None:
-        with lock:
-            fired.append((connector_id, trigger, time.monotonic()))
 
-    scheduler = ConnectorScheduler(run, max_workers=2)
-    scheduler.start([row({"interval_seconds": 1})])
+def test_jitter_is_the_same_for_every_worker_and_bounded() -> None:
+    shifts = {jitter("c1", T0 + timedelta(minutes=n), 20) for n in range(50)}
+    assert all(timedelta(0) <= s <= timedelta(seconds=20) for s in shifts) and len(shifts) > 1
+    assert jitter("c1", T0, 20) == jitter("c1", T0, 20)
+    assert jitter("c1", T0, 0) == timedelta(0)
+
+
+def test_each_fire_is_queued_once_across_workers_and_paused_ones_not_at_all(
+        tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    migrate(engine)
     try:
-        time.sleep(2.6)
-        with lock:
-            assert len(fired) >= 2 and {f[:2] for f in fired} == {("c1", "schedule")}
-        job = scheduler._scheduler.get_job("c1")
-        assert job.coalesce is True and job.max_instances == 1
-        assert job.misfire_grace_time == 300
-        scheduler.apply(row({"interval_seconds": 1}, enabled=False))  # pause
-        assert scheduler.next_run_at("c1") is None
-        time.sleep(0.3)
-        with lock:
-            count = len(fired)
-        time.sleep(1.5)
-        with lock:
-            assert len(fired) == count
-        scheduler.apply(row({"interval_seconds": 1}), run_first_now=True)  # resume
-        time.sleep(0.5)
-        with lock:
-            assert len(fired) > count
+        for n, enabled in ((1, True), (2, False)):
+            create_connector(engine, ConnectorRow(
+                id=f"c{n}", name=f"c{n}", kind="sql", config={}, created_at=T0,
+                schedule={"interval_seconds": 60}, enabled=enabled))
+        create_connector(engine, ConnectorRow(id="c3", name="c3", kind="sql", config={},
+                                              created_at=T0, schedule={}))
+        # Three workers look at the same moment: one queues the fire, the others see it done.
+        now = T0 + timedelta(seconds=1)
+        assert [queue_due(engine, now=now) for _ in range(3)] == [["c1"], [], []]
+        assert queue_states(engine)["c1"].state == "queued"
+        assert set(queue_states(engine)) == {"c1"}
+        later = T0 + timedelta(seconds=61)
+        assert queue_due(engine, now=later) == ["c1"]  # joins the one still queued
+        assert queue_states(engine)["c1"].position == 1
+        row = ConnectorRow(id="c1", name="c1", kind="sql", config={}, created_at=T0,
+                           schedule={"interval_seconds": 60})
+        assert next_run_at(row, T0 + timedelta(seconds=60)) == T0 + timedelta(seconds=120)
+        assert next_run_at(row, None) == T0
     finally:
-        scheduler.shutdown()
-    assert not scheduler.running
-
-
-def test_cron_and_jitter_triggers() -> None:
-    trigger = build_trigger({"cron": "30 4 * * *", "jitter_seconds": 20})
-    assert trigger is not None and trigger.jitter == 20
-    after = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
-    base = datetime(2026, 11, 26, 4, 30, tzinfo=UTC)
-    fire = trigger.get_next_fire_time(None, after)
-    assert fire is not None and 0 <= (fire - base).total_seconds() <= 20  # jittered start
-    assert build_trigger({}) is None
-    interval = build_trigger({"interval_seconds": 5, "jitter_seconds": 2})
-    assert interval is not None and interval.jitter == 2
-
-
-def test_scheduler_can_start_again_after_shutdown() -> None:
-    scheduler = ConnectorScheduler(lambda _id, _trigger: None)
-    scheduler.start([row({"interval_seconds": 60})])
-    scheduler.shutdown()
-    scheduler.start([row({"interval_seconds": 60})])
-    try:
-        assert scheduler.next_run_at("c1") is not None
-    finally:
-        scheduler.shutdown()
-
-
-def test_follows_changes_made_by_another_replica() -> None:
-    """Another replica edits the connectors table; this scheduler follows on refresh."""
-    table = [row({"interval_seconds": 60})]
-    scheduler = ConnectorScheduler(lambda _id, _trigger: None)
-    scheduler.start(list(table), reload=lambda: list(table), refresh_seconds=1)
-    try:
-        assert scheduler.next_run_at("c1") is not None
-        table[0] = row({"interval_seconds": 60}, enabled=False)  # paused elsewhere
-        time.sleep(1.6)
-        assert scheduler.next_run_at("c1") is None
-        other = ConnectorRow(id="c2", name="d", kind="sql", config={},
-                             schedule={"cron": "0 * * * *"})
-        table[:] = [row({"interval_seconds": 60}), other]  # resumed, and a new one
-        time.sleep(1.6)
-        assert scheduler.next_run_at("c1") is not None
-        assert scheduler.next_run_at("c2") is not None
-        table[:] = [other]  # c1 deleted elsewhere
-        time.sleep(1.6)
-        assert scheduler.next_run_at("c1") is None
-    finally:
-        scheduler.shutdown()
+        engine.dispose()

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from contextd.core.errors import AuthenticationFailed, InvalidInput
 from contextd.core.settings import Settings
-from contextd.state.db import create_schema, make_engine
+from contextd.state.db import make_engine, migrate
 from contextd.state.keys import authenticate, create_key, list_keys, revoke_key
 from contextd.state.principals import effective_principals, set_user_groups
 from contextd.state.tables import ApiKeyRow, GroupMember
@@ -16,7 +16,7 @@ from contextd.state.tables import ApiKeyRow, GroupMember
 @pytest.fixture
 def engine(tmp_path):  # type: ignore[no-untyped-def]
     eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
-    create_schema(eng)
+    migrate(eng)
     yield eng
     eng.dispose()
 

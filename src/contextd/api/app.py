@@ -19,6 +19,7 @@ from contextd.api.middleware import BodyLimitMiddleware, RequestContextMiddlewar
 from contextd.api.outcomes import ContextOutcomeMiddleware
 from contextd.api.ratelimit import make_rate_limiter
 from contextd.api.routers import (
+    admin,
     audit,
     connector_kinds,
     connectors,
@@ -53,8 +54,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Open everything now: fail at start, and keep lazy loads off the first request.
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
-        if settings.scheduler_enabled:
-            runtime.connectors.start_scheduler()
+        if settings.role != "api":  # an api replica leaves syncs to the workers
+            runtime.connectors.start_workers(schedules=settings.scheduler_enabled)
         _ = runtime.memory_engine, runtime.memory_store
         scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
         async with run_mcp(app):  # the mounted MCP endpoint's sessions live as long as we do
@@ -63,8 +64,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             scheduler.shutdown(wait=False)
         if owns_runtime:
             runtime.close()
-        elif settings.scheduler_enabled:
-            runtime.connectors.scheduler.shutdown(wait=True)
+        elif settings.role != "api":
+            runtime.connectors.workers.close()
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
@@ -77,14 +78,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
-    for router in (health.router, context.router, principals.router, keys.router,
-                   metrics.router, costs.router, connectors.router, connector_kinds.router,
-                   quality.router, evals.router, dashboard.router, memory.router, audit.router,
-                   sources.router):
+    routers = (health.router, context.router, principals.router, keys.router,
+               metrics.router, costs.router, connectors.router, connector_kinds.router,
+               quality.router,
+               evals.router, dashboard.router, memory.router, audit.router,
+               sources.router, admin.router)
+    if settings.role == "worker":  # a worker serves its probes and metrics, no API
+        routers = (health.router, metrics.router)
+    for router in routers:
         app.include_router(router)
-    dashboard.mount_static(app)
-    install_offline_docs(app)
-    install_mcp(app, runtime)
+    if settings.role != "worker":
+        dashboard.mount_static(app)
+        install_offline_docs(app)
+        install_mcp(app, runtime)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)

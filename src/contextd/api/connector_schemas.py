@@ -79,6 +79,9 @@ class ConnectorPatch(Strict):
 class StatusOut(BaseModel):
     state: str = Field(description="healthy | failing | paused | pending (never ran)")
     running: bool
+    sync: str = Field(description="idle | queued (waiting for a worker) | running")
+    queue_position: int | None = Field(
+        description="While queued: its place in the whole queue, 1 = next to run.")
     last_run_at: datetime | None
     last_success_at: datetime | None
     lag_seconds: float | None = Field(description="Seconds since the last successful run.")
@@ -120,7 +123,9 @@ class RunOut(BaseModel):
 
 class RunQueuedOut(BaseModel):
     connector_id: str
-    status: str = "queued"
+    request_id: str
+    status: str = Field("queued", description="queued | running (a worker took it already)")
+    queue_position: int | None = Field(None, description="1 = next to run.")
 
 
 class QuarantineOut(BaseModel):

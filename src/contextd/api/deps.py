@@ -11,6 +11,7 @@ from typing import Annotated, Any, get_origin
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from contextd.api.outcomes import AUTHENTICATED
 from contextd.api.ratelimit import RateLimiter
 from contextd.api.threads import in_thread
 from contextd.core.errors import (
@@ -21,6 +22,7 @@ from contextd.core.errors import (
     RateLimited,
 )
 from contextd.core.telemetry import RATE_LIMITED
+from contextd.process.discovery import local_admin
 from contextd.runtime import Runtime
 from contextd.state import audit
 from contextd.state.keys import ApiKey, authenticate
@@ -62,8 +64,15 @@ async def current_key(
     """The caller's active API key within its rate and request-size limits; else 401/429/413."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+    token = credentials.credentials
+    local = local_admin(token, getattr(request.app.state, "local_token", None),
+                        request.client.host if request.client else None)
+    if local is not None:  # the service's own command-line tools (process.discovery)
+        request.scope.setdefault("state", {})[AUTHENTICATED] = local.id
+        return local
     limiter: RateLimiter = request.app.state.rate_limiter
-    key = await in_thread(_admit, runtime, limiter, credentials.credentials, request.url.path)
+    key = await in_thread(_admit, runtime, limiter, token, request.url.path)
+    request.scope.setdefault("state", {})[AUTHENTICATED] = key.id
     max_bytes = key.policy.max_request_bytes
     if max_bytes is not None and len(await request.body()) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",

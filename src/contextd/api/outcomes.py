@@ -1,8 +1,12 @@
-"""Record the outcome of every ``POST /v1/context`` call for the accessibility metrics.
+"""Record the outcome of ``POST /v1/context`` calls for the accessibility metrics.
 
 ``bundles_served`` only sees successful bundles; this pure ASGI middleware sits outermost
-so it also sees 401/403/413/422/5xx answers, and writes one row (status, end-to-end
-latency, request id) after the response has been sent.
+so it also sees 403/413/422/429/5xx answers, and writes one row (status, end-to-end
+latency, request id) after the response has been sent, for calls whose key was
+authenticated. A call refused before a key was known (401, or a body over the service
+limit) writes nothing: a flood of such calls must not become a flood of database writes.
+It is counted in ``contextd_requests_rejected_total{reason}`` and one in
+``_LOG_EVERY`` is logged.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.api.threads import in_thread
+from contextd.core.telemetry import REQUESTS_REJECTED
 from contextd.state.requests import record_context_request
 
 log = logging.getLogger(__name__)
 
 CONTEXT_PATH = "/v1/context"
+AUTHENTICATED = "api_key_id"  # set in the request state by the key dependency
+_REASONS = {401: "bad_key", 413: "too_large", 400: "bad_request"}
+_LOG_EVERY = 100
 
 
 class ContextOutcomeMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._rejected = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or scope.get("method") != "POST"
@@ -45,10 +54,26 @@ class ContextOutcomeMiddleware:
             await self.app(scope, receive, watch)
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
-            engine = scope["app"].state.runtime.engine
-            try:
-                await in_thread(record_context_request, engine, status=status,
-                                latency_ms=latency_ms, request_id=request_id)
-            except Exception as exc:  # the agent already has its answer; never fail it
-                log.error("context outcome not recorded", extra={
-                    "event": "context_outcome_failed", "error": type(exc).__name__})
+            if scope.get("state", {}).get(AUTHENTICATED):
+                await self._record(scope, status, latency_ms, request_id)
+            else:
+                self._reject(status, request_id)
+
+    async def _record(self, scope: Scope, status: int, latency_ms: float,
+                      request_id: str) -> None:
+        engine = scope["app"].state.runtime.engine
+        try:
+            await in_thread(record_context_request, engine, status=status,
+                            latency_ms=latency_ms, request_id=request_id)
+        except Exception as exc:  # the agent already has its answer; never fail it
+            log.error("context outcome not recorded", extra={
+                "event": "context_outcome_failed", "error": type(exc).__name__})
+
+    def _reject(self, status: int, request_id: str) -> None:
+        reason = _REASONS.get(status, "other")
+        REQUESTS_REJECTED.labels(reason).inc()
+        self._rejected += 1
+        if self._rejected % _LOG_EVERY == 1:
+            log.warning("context call refused before authentication", extra={
+                "event": "request_rejected", "reason": reason, "status": status,
+                "request_id": request_id, "sampled_one_in": _LOG_EVERY})

@@ -5,10 +5,13 @@ prefetch and the final stage, RRF and the freshness formula run in the engine. T
 on ``QdrantClient(":memory:")``, which speaks the same client API; local mode is for tests
 only (it scans in Python).
 
-Write batches are atomic for searches *of this process* (a readers-writer lock). Across
-replicas a search can land between the steps of a batch; the ids are content-addressed and
-the old chunks are deleted last, so such a search sees at worst both versions for the few
-milliseconds of one batch, never neither.
+A write batch is one ``batch_update_points`` call, and the server applies it in order. The
+adapter holds no lock of its own: the server serves many replicas, so a lock in one process
+would only serialize that process's network calls without making anything atomic across
+replicas. A search can land between the operations of a batch; the ids are
+content-addressed and the old chunks are deleted last, so it sees at worst both versions
+for the milliseconds of one batch, never neither. Hit vectors come from the server's own
+stored dense vector (``with_vectors``); no copy is kept in the payload.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as m
 
-from contextd.core.rwlock import ReadWriteLock
 from contextd.core.store import (
     DATETIME_FIELDS,
     DENSE,
@@ -30,12 +33,12 @@ from contextd.core.store import (
     ScoredChunk,
     SearchQuery,
     WriteBatch,
-    scored_chunks,
-    vector_field,
 )
 from contextd.core.types import AccessScope, iso
 
 _WRITE_CHUNK = 256
+# A payload vector copy (the Edge adapter's format, e.g. in a migrated collection) is never served.
+_PAYLOAD = m.PayloadSelectorExclude(exclude=[VECTOR_FIELD])
 
 
 def scope_filter(scope: AccessScope) -> m.Filter:
@@ -75,7 +78,6 @@ class ServerStore:
         self.client = client
         self.collection = collection
         self.dim = dim
-        self._lock = ReadWriteLock()
         self._ensure_collection()
 
     @classmethod
@@ -103,7 +105,7 @@ class ServerStore:
         ops: list[Any] = []
         for start in range(0, len(batch.upserts), _WRITE_CHUNK):
             ops.append(m.UpsertOperation(upsert=m.PointsList(points=[
-                m.PointStruct(id=p.id, payload={**p.payload, VECTOR_FIELD: vector_field(p.dense)},
+                m.PointStruct(id=p.id, payload=p.payload,
                               vector={
                     DENSE: [float(x) for x in p.dense],
                     SPARSE: m.SparseVector(indices=p.sparse.indices, values=p.sparse.values)})
@@ -122,8 +124,7 @@ class ServerStore:
         for source in batch.delete_sources:
             ops.append(m.DeleteOperation(delete=m.FilterSelector(filter=m.Filter(must=[
                 m.FieldCondition(key="source", match=m.MatchValue(value=source))]))))
-        with self._lock.write():
-            self.client.batch_update_points(self.collection, ops, wait=True)
+        self.client.batch_update_points(self.collection, ops, wait=True)
 
     def search(self, query: SearchQuery) -> list[ScoredChunk]:
         if query.scope.is_empty or query.limit <= 0:
@@ -151,34 +152,25 @@ class ServerStore:
             final, prefetch, using = stages[0].query, None, stages[0].using
         else:
             final, prefetch = rrf, stages
-        with self._lock.read():
-            points = self.client.query_points(
-                self.collection, query=final, using=using, prefetch=prefetch,
-                query_filter=flt, limit=query.limit,
-                with_payload=True if query.with_vectors else m.PayloadSelectorExclude(
-                    exclude=[VECTOR_FIELD]), with_vectors=False).points
-            return scored_chunks(points, self.dim,
-                                 self._engine_vectors if query.with_vectors else None)
-
-    def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
-        records = self.client.retrieve(self.collection, ids, with_payload=False,
-                                       with_vectors=[DENSE])
-        found = ((str(r.id), _dense_of(r.vector)) for r in records)
-        return {i: v for i, v in found if v is not None}
+        points = self.client.query_points(
+            self.collection, query=final, using=using, prefetch=prefetch,
+            query_filter=flt, limit=query.limit, with_payload=_PAYLOAD,
+            with_vectors=[DENSE] if query.with_vectors else False).points
+        return [ScoredChunk(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
+                            dense=_dense_of(p.vector) if query.with_vectors else None)
+                for p in points]
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        with self._lock.read():
-            records = self.client.retrieve(self.collection, list(ids), with_payload=False,
-                                           with_vectors=False)
+        records = self.client.retrieve(self.collection, list(ids), with_payload=False,
+                                       with_vectors=False)
         return {str(r.id) for r in records}
 
     def count(self, source: str | None = None) -> int:
         flt = None if source is None else m.Filter(must=[
             m.FieldCondition(key="source", match=m.MatchValue(value=source))])
-        with self._lock.read():
-            return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+        return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
     def document_chunks(self, scope: AccessScope, source: str, source_id: str,
                         limit: int = 10_000) -> list[dict[str, Any]]:
@@ -209,7 +201,8 @@ class ServerStore:
         self.client.close()
 
 
-def _dense_of(vector: Any) -> list[float] | None:
+def _dense_of(vector: Any) -> np.ndarray | None:
+    """The dense vector of a hit as float32 (what the server stores)."""
     if isinstance(vector, dict) and vector.get(DENSE) is not None:
-        return [float(x) for x in vector[DENSE]]
+        return np.asarray(vector[DENSE], dtype=np.float32)
     return None

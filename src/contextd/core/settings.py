@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,8 +99,22 @@ class Settings(BaseSettings):
         "OTLP/HTTP endpoint that receives traces; unset: spans are not exported."))
     trace_console: bool = Field(False, description="Print spans to the console (debugging).")
     scheduler_enabled: bool = Field(True, description=(
-        "Run connector schedules in this process."))
-    sync_workers: int = Field(4, ge=1, le=64, description="Connector runs at the same time.")
+        "Whether a process of role all or worker queues the scheduled runs that come due "
+        "(requested runs run either way)."))
+    role: Literal["all", "api", "worker"] = Field("all", description=(
+        "all: one process serves the API and runs syncs (the embedded default); api: the "
+        "HTTP API only, sync requests are queued for workers; worker: schedules and syncs, "
+        "with health and metrics on worker_port. api and worker need database_url and "
+        "qdrant_url (see docs/deployment.md)."))
+    worker_port: int = Field(8081, ge=1, le=65535, description=(
+        "Port of a worker's /healthz, /readyz and /metrics."))
+    sync_workers: int = Field(4, ge=1, le=64, description=(
+        "Syncs one process runs at once; queued runs wait for a free one."))
+    sync_wait_seconds: float = Field(600.0, gt=0.0, description=(
+        "How long POST /v1/connectors/{id}/sync?wait=true on an api replica waits for a "
+        "worker to finish the run."))
+    sync_poll_seconds: float = Field(1.0, gt=0.0, le=60.0, description=(
+        "How often an idle worker looks for runs queued by other processes."))
     sync_retry_attempts: int = Field(5, ge=1, le=50, description=(
         "Attempts of a failing source request within one run, with backoff."))
     sync_retry_initial_seconds: float = Field(1.0, ge=0.0, description="First backoff delay.")
@@ -107,9 +122,8 @@ class Settings(BaseSettings):
     sync_lease_ttl_seconds: float = Field(30.0, ge=3.0, description=(
         "Lifetime of a run's lease; renewed while it runs, so a crashed worker's connector "
         "is free again after this long."))
-    schedule_refresh_seconds: float = Field(30.0, ge=1.0, description=(
-        "How often schedules are re-read from the database (changes made by other "
-        "processes)."))
+    schedule_refresh_seconds: float = Field(2.0, gt=0.0, le=300.0, description=(
+        "How often a worker reads the connectors table and queues the scheduled runs due."))
     quality_regression_threshold: float = Field(0.05, gt=0.0, le=1.0, description=(
         "A metric of an eval run that falls more than this below the baseline is a "
         "regression."))

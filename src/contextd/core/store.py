@@ -13,9 +13,10 @@ Contract, for every adapter:
   or not at all.
 - Freshness, when asked, is computed by the engine as
   ``score * (floor + (1 - floor) * exp_decay(age, half_life[kind]))``.
-- ``with_vectors`` hits carry their dense vector as a float32 array, read from a copy
-  kept in the payload (:data:`VECTOR_FIELD`, see :func:`vector_field`); that field never
-  reaches a hit's ``payload``.
+- ``with_vectors`` hits carry their dense vector as a float32 array. The Edge adapter reads
+  it from a copy kept in the payload (:data:`VECTOR_FIELD`, see :func:`vector_field`); the
+  server adapter asks the server for the stored vector. That field never reaches a hit's
+  ``payload``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,11 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 HTTP_REQUESTS = Counter("contextd_http_requests_total", "HTTP requests by route and status.",
                         ["method", "route", "status"], registry=REGISTRY)
+REQUESTS_REJECTED = Counter(
+    "contextd_requests_rejected_total",
+    "POST /v1/context calls refused before a key was known (no SQL row is written for "
+    "them): bad_key (401), too_large (413), bad_request (400), other.",
+    ["reason"], registry=REGISTRY)
 HTTP_LATENCY = Histogram("contextd_http_request_duration_seconds",
                          "HTTP request latency by route.", ["method", "route"],
                          buckets=_LATENCY_BUCKETS, registry=REGISTRY)

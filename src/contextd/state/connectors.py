@@ -119,6 +119,14 @@ def mark_interrupted(engine: Engine, *, connector_id: str, exclude: str) -> int:
         return len(stale)
 
 
+def get_run(engine: Engine, run_id: str) -> SyncRunRow:
+    with Session(engine, expire_on_commit=False) as session:
+        run = session.get(SyncRunRow, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id!r} not found")
+    return run
+
+
 def list_runs(engine: Engine, connector_id: str, *, limit: int = 50) -> list[SyncRunRow]:
     with Session(engine, expire_on_commit=False) as session:
         return list(session.exec(select(SyncRunRow)

@@ -1,4 +1,4 @@
-"""Engine creation and schema setup for SQLite and PostgreSQL."""
+"""Engine creation, and the schema by Alembic migrations, for SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
+from contextd.core.errors import ConfigError
 from contextd.state import tables  # noqa: F401  (registers the tables on the metadata)
 
 log = logging.getLogger(__name__)
@@ -60,12 +63,16 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def create_schema(engine: Engine) -> None:
-    """Bring the database to the latest schema with Alembic (``upgrade head``), idempotently.
+def migrate(engine: Engine) -> str:
+    """Bring the database to the latest schema with Alembic (``upgrade head``), idempotently;
+    the revision it is at afterwards.
 
-    A database made before migrations existed (tables present, no ``alembic_version``) is
-    completed and stamped at the initial revision first, so it upgrades like any other. On
-    PostgreSQL an advisory lock makes replicas starting together migrate one at a time.
+    This is ``contextd migrate`` (also run by ``contextd serve`` in its single-process
+    default and by ``contextd demo``); other processes only check the revision
+    (:func:`require_schema`). A database made before migrations existed (tables present, no
+    ``alembic_version``) is completed and stamped at the initial revision first, so it
+    upgrades like any other. On PostgreSQL an advisory lock makes migrators started together
+    run one at a time.
     """
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
@@ -78,15 +85,44 @@ def create_schema(engine: Engine) -> None:
                 _adopt_legacy(connection, config)
             command.upgrade(config, "head")
             connection.commit()
-            _create_unmigrated(connection)
+            return current_revision(connection) or ""
         finally:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
                 connection.commit()
 
 
+def head_revision() -> str:
+    """The newest revision this code ships."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head or ""
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def require_schema(engine: Engine) -> None:
+    """ConfigError telling to run ``contextd migrate`` unless the database is at the head
+    revision: a process never changes the schema as a side effect of starting."""
+    with engine.connect() as connection:
+        current = current_revision(connection)
+    head = head_revision()
+    if current != head:
+        where = engine.url.render_as_string(hide_password=True)
+        state = "has no contextd schema" if current is None else (
+            f"is at schema revision {current}, this version needs {head}")
+        raise ConfigError(f"the database {where} {state}: run `contextd migrate` first",
+                          details={"revision": current, "head": head})
+
+
 def _adopt_legacy(connection: Connection, config: Config) -> None:
-    """A pre-migration database: create what the initial revision would, then stamp it."""
+    """A pre-migration database: create what the initial revision would, then stamp it.
+
+    The one place tables are made from the models rather than a revision: only the initial
+    revision's tables, only for a database that predates migrations, only in ``migrate``.
+    """
     log.warning("database has no migration history; adopting it at the initial revision",
                 extra={"event": "schema_adopt", "revision": INITIAL_REVISION})
     initial = [t for name, t in SQLModel.metadata.tables.items() if name in INITIAL_TABLES]
@@ -94,21 +130,6 @@ def _adopt_legacy(connection: Connection, config: Config) -> None:
     connection.commit()
     command.stamp(config, INITIAL_REVISION)
     connection.commit()
-
-
-def _create_unmigrated(connection: Connection) -> None:
-    """Tables a model declares but no migration creates yet are created, loudly.
-
-    This keeps a branch that added a model working until its revision is written; the
-    schema test (tests/memory/test_migrations.py) fails until it is.
-    """
-    existing = set(inspect(connection).get_table_names())
-    missing = [t for name, t in SQLModel.metadata.tables.items() if name not in existing]
-    if missing:
-        log.warning("tables without a migration were created directly; add a revision",
-                    extra={"event": "schema_unmigrated", "tables": [t.name for t in missing]})
-        SQLModel.metadata.create_all(connection, tables=missing)
-        connection.commit()
 
 
 @contextmanager

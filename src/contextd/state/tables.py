@@ -226,6 +226,43 @@ class ConnectorLease(SQLModel, table=True):
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class SyncRequestRow(SQLModel, table=True):
+    """A requested run of a connector, queued until a worker claims it.
+
+    ``status``: queued (waiting; its place is its ``requested_at``), running (claimed by
+    ``claimed_by``), done (``run_id`` is the run, ``outcome`` its status, or ``skipped``
+    when the connector was deleted or paused first). Any process may queue; only workers
+    claim, so an API replica never runs a sync itself.
+    """
+
+    __tablename__ = "sync_requests"
+
+    id: str = Field(primary_key=True, max_length=64)
+    connector_id: str = Field(max_length=32, index=True)
+    trigger: str = Field(max_length=20)
+    status: str = Field(default="queued", max_length=12, index=True)
+    requested_at: datetime = Field(default_factory=utcnow,
+                                   sa_column=Column(DateTime(timezone=True), nullable=False,
+                                                    index=True))
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    run_id: str | None = Field(default=None, max_length=32)
+    outcome: str | None = Field(default=None, max_length=20)
+
+
+class ScheduleMark(SQLModel, table=True):
+    """The latest scheduled fire time queued for a connector: workers advance it with a
+    compare-and-set, so each fire is queued once however many workers watch the table."""
+
+    __tablename__ = "schedule_marks"
+
+    connector_id: str = Field(primary_key=True, max_length=32)
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
 # --- context quality (request outcomes, feedback, golden sets, eval runs) ---------
 
 

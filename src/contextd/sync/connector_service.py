@@ -1,7 +1,9 @@
-"""Configured connectors: validate, store, schedule, run, report status, delete with purge.
+"""Configured connectors: validate, store, queue and run syncs, report status, delete.
 
-The API routers and the command line call this; it owns the scheduler and the pool that
-runs manual syncs. Config is validated by the connector kind's model before anything is
+The API routers and the command line call this. Runs are requested through the SQL queue
+(:mod:`contextd.state.sync_queue`); in a process that runs syncs (role ``all`` or
+``worker``) the :class:`SyncWorkers` threads claim and run them, in an API replica they
+wait for a worker. Config is validated by the connector kind's model before anything is
 saved; secrets are stored as given and only ever leave this module masked.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,15 +24,17 @@ from contextd.connectors.base import LocalCheck
 from contextd.connectors.limits import SourceLimits
 from contextd.connectors.registry import build_connector, get_connector_class, validation_details
 from contextd.connectors.secrets import check_endpoint_binding, mask_config, merge_config
-from contextd.core.errors import ConfigError, Conflict
+from contextd.core.errors import ConfigError, Conflict, NotFound, Unavailable
 from contextd.core.store import VectorStore, WriteBatch
 from contextd.ingest.pipeline import Ingestor
 from contextd.state import connectors as repo
+from contextd.state import sync_queue as queue
 from contextd.state.leases import try_acquire
-from contextd.state.tables import ConnectorRow, QuarantineRow, SyncRunRow
+from contextd.state.tables import ConnectorRow, QuarantineRow, SyncRequestRow, SyncRunRow
 from contextd.sync.runs import RunSettings, execute_run, lease_name
-from contextd.sync.scheduler import ConnectorScheduler
+from contextd.sync.scheduler import next_run_at, queue_due
 from contextd.sync.specs import AclOverride, ScheduleSpec
+from contextd.sync.workers import SyncWorkers, connector_lease_name
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +43,13 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True)
 class ConnectorStatus:
-    """healthy (last run succeeded), failing, paused, or pending (never finished a run)."""
+    """healthy (last run succeeded), failing, paused, or pending (never finished a run);
+    ``sync`` is idle, queued (``queue_position`` in the whole queue, 1 = next) or running."""
 
     state: str
     running: bool
+    sync: str
+    queue_position: int | None
     last_run_at: datetime | None
     last_success_at: datetime | None
     lag_seconds: float | None
@@ -85,17 +92,20 @@ class ConnectorService:
     """Everything admins do with connectors, over the SQL state and the vector store."""
 
     def __init__(self, *, engine: Engine, store: VectorStore, ingestor: Any,
-                 settings: RunSettings, max_workers: int = 4,
-                 refresh_seconds: float = 30.0) -> None:
+                 settings: RunSettings, max_workers: int = 4, refresh_seconds: float = 2.0,
+                 poll_seconds: float = 1.0) -> None:
         self.engine = engine
         self.store = store
         self._ingestor = ingestor  # an Ingestor, or a zero-argument callable building one
         self.settings = settings
-        self.scheduler = ConnectorScheduler(self._scheduled_run, max_workers=max_workers)
-        self._pool = ThreadPoolExecutor(max_workers=max_workers,
-                                        thread_name_prefix="contextd-sync")
+        self.workers = SyncWorkers(
+            engine, self._handle, threads=max_workers, poll_seconds=poll_seconds,
+            refresh_seconds=refresh_seconds,
+            stale_after_seconds=max(60.0, 4 * settings.lease_ttl_seconds),
+            queue_due=lambda: queue_due(engine), lease_name=connector_lease_name(engine))
         self._stopping = threading.Event()
-        self.refresh_seconds = refresh_seconds
+        self._futures: dict[str, Future[SyncRunRow | None]] = {}
+        self._futures_lock = threading.Lock()
 
     @property
     def ingestor(self) -> Ingestor:
@@ -105,18 +115,19 @@ class ConnectorService:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start_scheduler(self) -> None:
-        """Rebuild every schedule from the table (so they survive restarts) and start."""
-        if not self.scheduler.running:
-            self.scheduler.start(repo.list_connectors(self.engine),
-                                 reload=lambda: repo.list_connectors(self.engine),
-                                 refresh_seconds=self.refresh_seconds)
+    def start_workers(self, *, schedules: bool = True) -> None:
+        """Run queued syncs in this process; with ``schedules`` also queue the scheduled
+        runs that come due (the ``all`` and ``worker`` roles)."""
+        self.workers.start(schedules=schedules)
+
+    def _should_stop(self) -> bool:
+        return self._stopping.is_set() or self.workers.stopping
 
     def close(self) -> None:
-        """Stop scheduling; running syncs end after their current batch (checkpointed)."""
+        """Stop claiming; running syncs end after their current batch (checkpointed) and
+        their requests stay queued for the next start."""
         self._stopping.set()
-        self.scheduler.shutdown(wait=True)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.workers.close()
 
     # -- CRUD ----------------------------------------------------------------------------
 
@@ -128,8 +139,7 @@ class ConnectorService:
                            schedule=_validated(ScheduleSpec, schedule, "schedule") or {},
                            acl=_validated(AclOverride, acl, "acl"), enabled=enabled)
         repo.create_connector(self.engine, row)
-        if self.scheduler.running:
-            self.scheduler.apply(row, run_first_now=True)
+        self.workers.reschedule()  # its first run is due at once
         log.info("connector created", extra={"event": "connector_admin", "action": "create",
                                              "connector": name, "kind": kind})
         return row
@@ -161,8 +171,7 @@ class ConnectorService:
         if enabled is not _UNSET and enabled is not None:
             row.enabled = bool(enabled)
         repo.save_connector(self.engine, row)
-        if self.scheduler.running:
-            self.scheduler.apply(row)
+        self.workers.reschedule()
         log.info("connector updated", extra={"event": "connector_admin", "action": "update",
                                              "connector": row.name})
         return row
@@ -170,19 +179,17 @@ class ConnectorService:
     def delete(self, connector_id: str, *, wait_seconds: float = 30.0) -> int:
         """Unschedule, wait for a running sync to end, purge store and SQL; documents removed."""
         row = self.get(connector_id)
-        self.scheduler.remove(row.id)
         deadline = time.monotonic() + wait_seconds
         lease = try_acquire(self.engine, lease_name(row))
         while lease is None:
             if time.monotonic() > deadline:
-                if self.scheduler.running:
-                    self.scheduler.apply(row)
                 raise Conflict(f"connector {row.name!r} is syncing; retry the delete later")
             time.sleep(0.2)
             lease = try_acquire(self.engine, lease_name(row))
         try:
             self.store.write(WriteBatch(delete_sources=[row.name]))
             removed = repo.delete_connector_state(self.engine, row)
+            queue.forget_connector(self.engine, row.id)
         finally:
             lease.release()
         log.info("connector deleted", extra={"event": "connector_admin", "action": "delete",
@@ -191,20 +198,59 @@ class ConnectorService:
 
     # -- runs ----------------------------------------------------------------------------
 
-    def _scheduled_run(self, connector_id: str, trigger: str) -> SyncRunRow | None:
+    def _handle(self, request: SyncRequestRow) -> bool:
+        """Run a claimed request; False when another process holds the connector's lease."""
         try:
-            return execute_run(connector_id, engine=self.engine, ingestor=self.ingestor,
-                               settings=self.settings, trigger=trigger,
-                               should_stop=self._stopping.is_set)
-        except Exception as exc:  # a job must never take the scheduler thread down
-            log.error("scheduled run failed to start", exc_info=exc,
-                      extra={"event": "sync_error", "connector_id": connector_id})
-            return None
+            row = self.get(request.connector_id)
+        except NotFound:
+            queue.finish(self.engine, request.id, run_id=None, outcome="skipped")
+            return True
+        if request.trigger == "schedule" and not row.enabled:
+            queue.finish(self.engine, request.id, run_id=None, outcome="skipped")
+            return True
+        run = execute_run(row.id, engine=self.engine, ingestor=self.ingestor,
+                          settings=self.settings, trigger=request.trigger,
+                          should_stop=self._should_stop)
+        if run is None:
+            return False
+        if run.status == "interrupted" and self._should_stop():
+            queue.requeue(self.engine, request.id)  # the next start resumes it
+        else:
+            queue.finish(self.engine, request.id, run_id=run.id, outcome=run.status)
+        with self._futures_lock:
+            future = self._futures.pop(request.id, None)
+        if future is not None:
+            future.set_result(run)
+        return True
+
+    def request_run(self, connector_id: str, *, trigger: str = "manual") -> SyncRequestRow:
+        """Queue a run (joining one already queued) for a worker; returns the request."""
+        self.get(connector_id)
+        request = queue.enqueue(self.engine, connector_id=connector_id, trigger=trigger)
+        self.workers.wake()
+        return request
 
     def run_now(self, connector_id: str) -> Future[SyncRunRow | None]:
-        """Start a manual run in the background; the future yields the run (None: busy)."""
-        self.get(connector_id)
-        return self._pool.submit(self._scheduled_run, connector_id, "manual")
+        """Queue a run and make sure this process's workers run queued syncs; the future
+        yields the run when they run it."""
+        request = self.request_run(connector_id)
+        with self._futures_lock:
+            future = self._futures.setdefault(request.id, Future())
+        self.workers.start(schedules=False)
+        return future
+
+    def wait_for(self, request_id: str, *, timeout: float) -> SyncRunRow:
+        """The run of a queued request once a worker finished it (API replicas)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            request = queue.get_request(self.engine, request_id)
+            if request is None or request.status == "done":
+                if request is not None and request.run_id:
+                    return repo.get_run(self.engine, request.run_id)
+                raise Conflict("the run was skipped: the connector was deleted or paused")
+            time.sleep(0.2)
+        raise Unavailable(f"no worker finished the run within {timeout:.0f}s; it stays "
+                          "queued (see GET /v1/connectors)")
 
     def run_blocking(self, connector_id: str, *, trigger: str = "manual") -> SyncRunRow:
         """Run now in this thread; Conflict when a run is already in progress."""
@@ -226,11 +272,14 @@ class ConnectorService:
     # -- views ---------------------------------------------------------------------------
 
     def status(self, row: ConnectorRow) -> ConnectorStatus:
+        queued = queue.queue_states(self.engine).get(row.id)
+        mark = queue.schedule_marks(self.engine).get(row.id)
         finished = repo.last_run(self.engine, row.id,
                                  statuses=("success", "partial", "failed"))
         success = repo.last_run(self.engine, row.id, statuses=("success", "partial"))
         latest = repo.last_run(self.engine, row.id)
         running = latest is not None and latest.status == "running"
+        sync = "running" if running else (queued.state if queued else "idle")
         if not row.enabled:
             state = "paused"
         elif finished is None:
@@ -239,11 +288,12 @@ class ConnectorService:
             state = "failing" if finished.status == "failed" else "healthy"
         last_success = success.finished_at if success else None
         return ConnectorStatus(
-            state=state, running=running,
+            state=state, running=running, sync=sync,
+            queue_position=queued.position if queued and sync == "queued" else None,
             last_run_at=latest.started_at if latest else None,
             last_success_at=last_success, lag_seconds=repo.lag_seconds(last_success),
             last_error=finished.error if finished and finished.status == "failed" else None,
-            next_run_at=self.scheduler.next_run_at(row.id) if self.scheduler.running else None,
+            next_run_at=next_run_at(row, mark),
             quarantined=repo.summary_counts(self.engine, row.id)["quarantined"])
 
     def public_config(self, row: ConnectorRow) -> dict[str, Any]:

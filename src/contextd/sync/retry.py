@@ -31,6 +31,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientSourceError | TimeoutError | ConnectionError)
 
 
+# Errors that mean the code is wrong: retrying the same input cannot help.
+_BUGS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError,
+         NotImplementedError, ImportError, RecursionError)
+
+
+def is_transient_internal(exc: BaseException) -> bool:
+    """An unexpected error inside a run that may pass on a retry (a database hiccup, a
+    tokenizer or thread race, an OS error), as opposed to a bug in the code."""
+    return isinstance(exc, Exception) and not isinstance(exc, _BUGS)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry a transient failure of one run step."""
@@ -48,6 +59,10 @@ class RetryPolicy:
         if isinstance(retry_after, int | float) and retry_after > 0:
             return float(min(max(backoff, retry_after), self.max_seconds))
         return float(backoff)
+
+    def backoff(self, attempt: int) -> float:
+        """The wait before retry number ``attempt`` (1-based) of a whole run."""
+        return float(min(self.max_seconds, self.initial_seconds * 2 ** (attempt - 1)))
 
     def retrying(self, what: str, **log_fields: Any) -> Retrying:
         """A tenacity ``Retrying`` that logs each retry as an ``event: sync_retry`` line."""

@@ -3,12 +3,16 @@
 The run row is written when the run starts and after every batch, so ``GET .../runs``
 shows progress, and a run whose process died is visible (``interrupted``) and resumed by
 the next one from the checkpoint. Auth and config errors end the run at once as
-``failed`` with the source's message; transient errors are retried (see ``retry``).
+``failed`` with the source's message; transient errors are retried (see ``retry``), per
+request by the connector and per run here: an unexpected error that does not look like a
+bug in the code (see ``retry.is_transient_internal``) restarts the run from its last
+checkpoint with the same policy, and ends it as ``internal_error`` only when that is spent.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,7 +35,7 @@ from contextd.state.connectors import (
 from contextd.state.leases import try_acquire
 from contextd.state.tables import ConnectorRow, SyncRunRow
 from contextd.sync.pull import SyncResult, run_sync
-from contextd.sync.retry import RetryPolicy
+from contextd.sync.retry import RetryPolicy, is_transient_internal
 
 log = logging.getLogger(__name__)
 
@@ -100,38 +104,57 @@ def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
             if should_stop():
                 raise RunStopped
 
-        connector = None
-        try:
-            connector = build_connector(row.name, row.kind, row.config, settings.limits)
-            for attempt in settings.retry.retrying("check", connector=row.name):
-                with attempt:
-                    connector.check()
-            retry_ids = [q.source_id for q in list_quarantine(
-                engine, row.id, limit=settings.quarantine_retry_limit)]
-            result = run_sync(connector, ingestor=ingestor, engine=engine,
-                              retry=settings.retry, acl=row.acl, retry_ids=retry_ids,
-                              on_batch=on_batch)
-            _copy_counters(run, result)
-            run.status = "partial" if result.failures else "success"
-        except RunStopped:
-            run.status = "interrupted"
-            run.error = "the service stopped mid-run; the next run resumes from the checkpoint"
-        except (SourceAuthError, ConfigError) as exc:
-            _fail(run, exc.code, exc.message)
-        except ContextdError as exc:
-            _fail(run, exc.code, f"gave up after {settings.retry.attempts} attempts: "
-                                 f"{exc.message}")
-        except (TimeoutError, ConnectionError) as exc:
-            _fail(run, "source_transient", f"gave up after {settings.retry.attempts} "
-                                           f"attempts: {type(exc).__name__}: {exc}")
-        except Exception as exc:
-            log.error("run crashed", exc_info=exc,
-                      extra={"event": "sync_error", "connector": row.name, "run_id": run.id})
-            _fail(run, "internal_error", f"{type(exc).__name__}: {exc}")
-        finally:
-            close = getattr(connector, "close", None)
-            if close is not None:
-                close()
+        attempt = 0
+        while True:
+            attempt += 1
+            connector = None
+            try:
+                connector = build_connector(row.name, row.kind, row.config, settings.limits)
+                for step in settings.retry.retrying("check", connector=row.name):
+                    with step:
+                        connector.check()
+                retry_ids = [q.source_id for q in list_quarantine(
+                    engine, row.id, limit=settings.quarantine_retry_limit)]
+                result = run_sync(connector, ingestor=ingestor, engine=engine,
+                                  retry=settings.retry, acl=row.acl, retry_ids=retry_ids,
+                                  on_batch=on_batch)
+                _copy_counters(run, result)
+                run.status = "partial" if result.failures else "success"
+            except RunStopped:
+                run.status = "interrupted"
+                run.error = ("the service stopped mid-run; the next run resumes from the "
+                             "checkpoint")
+            except (SourceAuthError, ConfigError) as exc:
+                _fail(run, exc.code, exc.message)
+            except ContextdError as exc:
+                _fail(run, exc.code, f"gave up after {settings.retry.attempts} attempts: "
+                                     f"{exc.message}")
+            except (TimeoutError, ConnectionError) as exc:
+                _fail(run, "source_transient", f"gave up after {settings.retry.attempts} "
+                                               f"attempts: {type(exc).__name__}: {exc}")
+            except Exception as exc:
+                if (is_transient_internal(exc) and attempt < settings.retry.attempts
+                        and not should_stop()):
+                    wait = settings.retry.backoff(attempt)
+                    log.warning("run failed on an internal error; retrying from the "
+                                "checkpoint", extra={
+                                    "event": "sync_retry", "step": "run",
+                                    "connector": row.name, "run_id": run.id,
+                                    "attempt": attempt, "sleep_seconds": round(wait, 3),
+                                    "error": f"{type(exc).__name__}: {exc}"})
+                    time.sleep(wait)
+                    continue
+                log.error("run crashed", exc_info=exc,
+                          extra={"event": "sync_error", "connector": row.name,
+                                 "run_id": run.id, "attempts": attempt})
+                _fail(run, "internal_error", f"gave up after {attempt} attempts: "
+                                             f"{type(exc).__name__}: {exc}")
+            finally:
+                close = getattr(connector, "close", None)
+                if close is not None:
+                    close()
+            break
+        run.attempts = max(run.attempts, attempt)
         run.finished_at = utcnow()
         save_run(engine, run)
         level = logging.WARNING if run.status == "failed" else logging.INFO

@@ -1,129 +1,122 @@
-"""Connector schedules on APScheduler (3.x), rebuilt from the connectors table on start.
+"""Connector schedules, computed from the connectors table and queued as run requests.
 
-The connectors table is the source of truth, so schedules survive a restart without a
-second job store. Each job coalesces missed fires into one, tolerates a late start of up
-to ``misfire_grace_seconds``, spreads its start by ``jitter_seconds``, and never overlaps
-itself in this process (``max_instances=1``); across processes the run's database lease
-keeps it single. Every replica re-reads the table every ``refresh_seconds``, so a
-connector created, changed, paused or deleted through another replica is followed too.
+A schedule fires at ``created_at + k * interval_seconds`` or at the UTC times of a
+five-field ``cron`` line, each fire shifted by a fixed per-fire jitter in
+``[0, jitter_seconds]`` (derived from the connector id and the fire time, so every worker
+computes the same). The first fire of every schedule is at creation: a new connector
+runs at once. A worker's housekeeping thread calls :func:`queue_due` every
+``schedule_refresh_seconds``: for each enabled connector whose latest fire is past, it
+advances the connector's schedule mark with a compare-and-set and, if it won, queues one
+run. A fire is therefore queued exactly once across any number of workers, fires missed
+while nothing ran collapse into one run, and nothing is discarded for being late: the
+request waits in the queue until a worker is free.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.base import JobLookupError
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
 
-from contextd.core.types import utcnow
+from contextd.core.types import as_utc, utcnow
+from contextd.state.connectors import list_connectors
+from contextd.state.sync_queue import advance_mark, enqueue, schedule_marks
 from contextd.state.tables import ConnectorRow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MISFIRE_GRACE_SECONDS = 300
-_REFRESH_JOB = "contextd:refresh-schedules"
+_CRON_SCAN = 10_000  # fires looked at per call before jumping close to now
 
 
-def _version(row: ConnectorRow) -> tuple[Any, ...]:
-    """What decides a connector's job: a change to any of it means reschedule."""
-    return (sorted((row.schedule or {}).items()), row.enabled)
-
-
-def cron_trigger(expr: str, jitter: int | None = None) -> CronTrigger:
+def cron_trigger(expr: str) -> CronTrigger:
     """A UTC trigger for a five-field crontab line; ValueError when it is not one."""
     if len(expr.split()) != 5:
         raise ValueError("cron must have five fields: minute hour day month day_of_week")
-    trigger = CronTrigger.from_crontab(expr, timezone=UTC)
-    trigger.jitter = jitter or None
-    return trigger
+    return CronTrigger.from_crontab(expr, timezone=UTC)
 
 
-def build_trigger(schedule: Mapping[str, Any]) -> BaseTrigger | None:
-    """The trigger for a stored schedule, or None when the connector runs on demand only."""
-    jitter = int(schedule.get("jitter_seconds") or 0) or None
+def _next_fire(schedule: Mapping[str, Any], anchor: datetime,
+               after: datetime) -> datetime | None:
+    """The first nominal fire strictly after ``after`` (None: no schedule)."""
     if schedule.get("interval_seconds"):
-        return IntervalTrigger(seconds=int(schedule["interval_seconds"]), timezone=UTC,
-                               jitter=jitter)
+        step = timedelta(seconds=int(schedule["interval_seconds"]))
+        if after < anchor:
+            return anchor
+        return anchor + step * ((after - anchor) // step + 1)
     if schedule.get("cron"):
-        return cron_trigger(str(schedule["cron"]), jitter)
+        fire = cron_trigger(str(schedule["cron"])).get_next_fire_time(
+            None, after + timedelta(microseconds=1))
+        return as_utc(fire) if fire is not None else None
     return None
 
 
-class ConnectorScheduler:
-    """Jobs keyed by connector id that call ``run(connector_id, trigger)`` in a pool."""
+def latest_fire(schedule: Mapping[str, Any], anchor: datetime, *, after: datetime | None,
+                now: datetime) -> datetime | None:
+    """The latest nominal fire in ``(after, now]`` (``after`` None: since ``anchor``)."""
+    start = anchor - timedelta(microseconds=1) if after is None else after
+    if schedule.get("interval_seconds"):
+        step = timedelta(seconds=int(schedule["interval_seconds"]))
+        if now < anchor:
+            return None
+        latest = anchor + step * ((now - anchor) // step)
+        return latest if latest > start else None
+    found: datetime | None = None
+    cursor, scanned = start, 0
+    if after is None:  # the first run is at creation, whatever the cron line says
+        if now < anchor:
+            return None
+        found = cursor = anchor
+    while (fire := _next_fire(schedule, anchor, cursor)) is not None and fire <= now:
+        found, cursor, scanned = fire, fire, scanned + 1
+        if scanned == _CRON_SCAN:
+            cursor = max(cursor, now - timedelta(days=1))
+    return found
 
-    def __init__(self, run: Callable[[str, str], Any], *, max_workers: int = 4) -> None:
-        self._run = run
-        self._max_workers = max_workers
-        self._scheduler = self._new()
-        self._versions: dict[str, tuple[Any, ...]] = {}
 
-    def _new(self) -> BackgroundScheduler:
-        return BackgroundScheduler(
-            timezone=UTC, executors={"default": ThreadPoolExecutor(self._max_workers)},
-            job_defaults={"coalesce": True, "max_instances": 1})
+def jitter(connector_id: str, fire: datetime, jitter_seconds: int) -> timedelta:
+    """The same shift of this fire for every worker: hash of the id and the fire time."""
+    if jitter_seconds <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(f"{connector_id}@{fire.isoformat()}".encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:4], "big") % (jitter_seconds + 1))
 
-    @property
-    def running(self) -> bool:
-        return bool(self._scheduler.running)
 
-    def start(self, rows: Iterable[ConnectorRow], *,
-              reload: Callable[[], Iterable[ConnectorRow]] | None = None,
-              refresh_seconds: float = 30.0) -> None:
-        """Schedule every enabled connector, then start firing; ``reload`` (if given) is
-        called every ``refresh_seconds`` to follow changes made by other replicas."""
-        self.follow(rows)
-        if reload is not None:
-            self._scheduler.add_job(lambda: self.follow(reload()), "interval",
-                                    seconds=refresh_seconds, id=_REFRESH_JOB,
-                                    misfire_grace_time=None, coalesce=True, max_instances=1)
-        self._scheduler.start()
-        log.info("scheduler started", extra={"event": "scheduler",
-                                             "jobs": len(self._scheduler.get_jobs())})
+def next_run_at(row: ConnectorRow, mark: datetime | None) -> datetime | None:
+    """When the connector's next scheduled run will be queued (None: paused or on demand)."""
+    schedule = row.schedule or {}
+    if not row.enabled or not schedule:
+        return None
+    anchor = as_utc(row.created_at)
+    fire = anchor if mark is None else _next_fire(schedule, anchor, mark)
+    if fire is None:
+        return None
+    return fire + jitter(row.id, fire, int(schedule.get("jitter_seconds") or 0))
 
-    def follow(self, rows: Iterable[ConnectorRow]) -> None:
-        """Make the jobs match ``rows``: (re)schedule changed ones, drop deleted ones."""
-        seen = set()
-        for row in rows:
-            seen.add(row.id)
-            if self._versions.get(row.id) != _version(row):
-                self.apply(row)
-        for gone in set(self._versions) - seen:
-            self.remove(gone)
 
-    def shutdown(self, wait: bool = True) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=wait)
-            self._scheduler = self._new()  # a stopped APScheduler cannot start again
-            self._versions.clear()
-
-    def apply(self, row: ConnectorRow, *, run_first_now: bool = False) -> None:
-        """(Re)schedule ``row`` from its stored schedule; paused or unscheduled: no job."""
-        self.remove(row.id)
-        self._versions[row.id] = _version(row)
-        trigger = build_trigger(row.schedule or {})
-        if trigger is None or not row.enabled:
-            return
-        extra: dict[str, Any] = {"next_run_time": utcnow()} if run_first_now else {}
-        grace = int((row.schedule or {}).get("misfire_grace_seconds")
-                    or DEFAULT_MISFIRE_GRACE_SECONDS)
-        self._scheduler.add_job(self._run, trigger, args=[row.id, "schedule"], id=row.id,
-                                name=row.name, misfire_grace_time=grace, coalesce=True,
-                                max_instances=1, replace_existing=True, **extra)
-
-    def remove(self, connector_id: str) -> None:
-        self._versions.pop(connector_id, None)
-        with contextlib.suppress(JobLookupError):
-            self._scheduler.remove_job(connector_id)
-
-    def next_run_at(self, connector_id: str) -> datetime | None:
-        job = self._scheduler.get_job(connector_id)
-        return job.next_run_time if job is not None else None
+def queue_due(engine: Engine, *, now: datetime | None = None) -> list[str]:
+    """Queue one run for every enabled connector whose latest fire is due and not yet
+    queued by any worker; the ids of the connectors queued by this call."""
+    now = now or utcnow()
+    marks = schedule_marks(engine)
+    queued: list[str] = []
+    for row in list_connectors(engine):
+        schedule = row.schedule or {}
+        if not row.enabled or not schedule:
+            continue
+        mark = marks.get(row.id)
+        fire = latest_fire(schedule, as_utc(row.created_at), after=mark, now=now)
+        if fire is None or fire + jitter(row.id, fire,
+                                         int(schedule.get("jitter_seconds") or 0)) > now:
+            continue
+        if advance_mark(engine, row.id, due_at=fire, previous=mark):
+            enqueue(engine, connector_id=row.id, trigger="schedule")
+            queued.append(row.id)
+    if queued:
+        log.info("scheduled runs queued", extra={"event": "schedule_due",
+                                                 "connectors": len(queued)})
+    return queued

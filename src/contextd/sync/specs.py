@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from contextd.connectors.filesystem import valid_principals
-from contextd.sync.scheduler import DEFAULT_MISFIRE_GRACE_SECONDS, cron_trigger
+from contextd.sync.scheduler import cron_trigger
 
 
 class ScheduleSpec(BaseModel):
@@ -18,7 +18,8 @@ class ScheduleSpec(BaseModel):
     interval_seconds: int | None = Field(None, ge=1, le=31 * 24 * 3600)
     cron: str | None = Field(None, min_length=1, max_length=200)
     jitter_seconds: int = Field(0, ge=0, le=3600)
-    misfire_grace_seconds: int = Field(DEFAULT_MISFIRE_GRACE_SECONDS, ge=1, le=7 * 24 * 3600)
+    misfire_grace_seconds: int | None = Field(None, ge=1, le=7 * 24 * 3600, description=(
+        "Ignored: a late run waits in the queue until a worker is free; none is discarded."))
 
     @field_validator("cron", mode="after")
     @classmethod

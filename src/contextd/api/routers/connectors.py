@@ -141,15 +141,25 @@ def resume_connector(connector_id: ConnectorId, runtime: RuntimeDep,
              responses={202: {"model": RunQueuedOut}, 401: {}, 403: {}, 404: {}, 409: {}})
 def sync_connector(connector_id: ConnectorId, runtime: RuntimeDep, response: Response,
                    admin: AdminKey, wait: bool = False) -> RunOut | RunQueuedOut:
-    """Run now: queued (202) by default; ``?wait=true`` runs it and returns the run (409
-    when a run is already in progress)."""
+    """Run now: queued for a worker (202, with the queue position) by default;
+    ``?wait=true`` returns the finished run: the single process (role all) runs it at once
+    (409 when a run is already in progress), an API replica waits for a worker to run it
+    (503 if none did within ``sync_wait_seconds``)."""
     service = runtime.connectors
     _audit(runtime, admin, "connector.sync", service.get(connector_id), wait=wait)
-    if wait:
+    role = runtime.settings.role
+    if wait and role == "all":
         return _run(service.run_blocking(connector_id))
-    service.run_now(connector_id)
+    request = service.request_run(connector_id)
+    if wait:
+        return _run(service.wait_for(request.id,
+                                     timeout=runtime.settings.sync_wait_seconds))
+    if role == "all":
+        service.start_workers(schedules=runtime.settings.scheduler_enabled)
     response.status_code = 202
-    return RunQueuedOut(connector_id=connector_id)
+    state = service.status(service.get(connector_id))
+    return RunQueuedOut(connector_id=connector_id, request_id=request.id, status=state.sync,
+                        queue_position=state.queue_position)
 
 
 @router.get("/{connector_id}/runs", response_model=list[RunOut],

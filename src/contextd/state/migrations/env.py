@@ -1,6 +1,6 @@
 """Alembic environment for contextd's SQL schema.
 
-Run programmatically by :func:`contextd.state.db.create_schema` (which hands over an open
+Run programmatically by :func:`contextd.state.db.migrate` (which hands over an open
 connection in ``config.attributes["connection"]``), or by the ``alembic`` command with the
 repository's ``alembic.ini``, where the URL comes from ``CONTEXTD_DATABASE_URL`` (or the
 SQLite file in ``CONTEXTD_DATA_DIR``).
