@@ -271,9 +271,19 @@ class ConnectorService:
 
     # -- views ---------------------------------------------------------------------------
 
-    def status(self, row: ConnectorRow) -> ConnectorStatus:
-        queued = queue.queue_states(self.engine).get(row.id)
-        mark = queue.schedule_marks(self.engine).get(row.id)
+    def statuses(self, rows: list[ConnectorRow]) -> list[ConnectorStatus]:
+        """The status of each of ``rows``, reading the queue and the marks once."""
+        states, marks = queue.queue_states(self.engine), queue.schedule_marks(self.engine)
+        return [self.status(row, queue_states=states, marks=marks) for row in rows]
+
+    def status(self, row: ConnectorRow, *,
+               queue_states: dict[str, queue.QueueState] | None = None,
+               marks: dict[str, datetime] | None = None) -> ConnectorStatus:
+        if queue_states is None:
+            queue_states = queue.queue_states(self.engine)
+        if marks is None:
+            marks = queue.schedule_marks(self.engine)
+        queued, mark = queue_states.get(row.id), marks.get(row.id)
         finished = repo.last_run(self.engine, row.id,
                                  statuses=("success", "partial", "failed"))
         success = repo.last_run(self.engine, row.id, statuses=("success", "partial"))

@@ -22,7 +22,7 @@ from contextd.core.types import as_utc
 from contextd.state import audit
 from contextd.state.keys import ApiKey
 from contextd.state.tables import ConnectorRow, QuarantineRow, SyncRunRow
-from contextd.sync.connector_service import ConnectorService
+from contextd.sync.connector_service import ConnectorService, ConnectorStatus
 
 router = APIRouter(prefix="/v1/connectors", tags=["connectors"])
 ConnectorId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")]
@@ -37,8 +37,9 @@ def _utc(row: Any, *names: str) -> dict[str, Any]:
     return values
 
 
-def _out(service: ConnectorService, row: ConnectorRow) -> ConnectorOut:
-    status = asdict(service.status(row))
+def _out(service: ConnectorService, row: ConnectorRow,
+         known: ConnectorStatus | None = None) -> ConnectorOut:
+    status = asdict(known or service.status(row))
     for name in ("last_run_at", "last_success_at", "next_run_at"):
         if status[name] is not None:
             status[name] = as_utc(status[name])
@@ -82,7 +83,9 @@ def create_connector(body: ConnectorIn, runtime: RuntimeDep, admin: AdminKey) ->
 @router.get("", response_model=list[ConnectorOut], responses={401: {}, 403: {}})
 def list_connectors(runtime: RuntimeDep, _: ReaderKey) -> list[ConnectorOut]:
     service = runtime.connectors
-    return [_out(service, row) for row in service.all()]
+    rows = service.all()
+    return [_out(service, row, status)
+            for row, status in zip(rows, service.statuses(rows), strict=True)]
 
 
 @router.get("/{connector_id}", response_model=ConnectorOut,

@@ -18,8 +18,8 @@ def metrics(runtime: RuntimeDep, _: ReaderKey) -> Response:
     service = runtime.connectors
     CONNECTOR_LAG.clear()
     CONNECTOR_FAILING.clear()
-    for row in service.all():
-        status = service.status(row)
+    rows = service.all()
+    for row, status in zip(rows, service.statuses(rows), strict=True):
         if status.lag_seconds is not None:
             CONNECTOR_LAG.labels(row.name).set(status.lag_seconds)
         CONNECTOR_FAILING.labels(row.name).set(1 if status.state == "failing" else 0)
