@@ -80,8 +80,8 @@ class StatusOut(BaseModel):
     state: str = Field(description="healthy | failing | paused | pending (never ran)")
     running: bool
     sync: str = Field(description="idle | queued (waiting for a worker) | running")
-    queue_position: int | None = Field(
-        description="While queued: its place in the whole queue, 1 = next to run.")
+    queue_position: int | None = Field(description=(
+        "Place of its queued run in the whole queue, 1 = next (also while one runs)."))
     last_run_at: datetime | None
     last_success_at: datetime | None
     lag_seconds: float | None = Field(description="Seconds since the last successful run.")
@@ -124,7 +124,7 @@ class RunOut(BaseModel):
 class RunQueuedOut(BaseModel):
     connector_id: str
     request_id: str
-    status: str = Field("queued", description="queued | running (a worker took it already)")
+    status: str = Field("queued", description="queued: waiting for a worker")
     queue_position: int | None = Field(None, description="1 = next to run.")
 
 

@@ -16,6 +16,9 @@ this version's schema.
 from __future__ import annotations
 
 import contextlib
+import signal
+import sys
+from types import FrameType
 
 from contextd.core.errors import ConfigError
 from contextd.core.settings import Settings
@@ -59,6 +62,9 @@ def serve(settings: Settings, *, role: str | None, host: str | None,
     else:
         require_schemas(settings)
     app = create_app(settings)
+    # uvicorn stops on SIGTERM, then raises it again under the handler found at start: a
+    # plain exit here lets the service files below be removed.
+    signal.signal(signal.SIGTERM, _exit)
     with contextlib.ExitStack() as stack:
         if role == "all" and not settings.qdrant_url:
             app.state.local_token = stack.enter_context(
@@ -80,3 +86,7 @@ def require_schemas(settings: Settings) -> None:
             require_schema(engine)
         finally:
             engine.dispose()
+
+
+def _exit(_signum: int, _frame: FrameType | None) -> None:
+    sys.exit(0)

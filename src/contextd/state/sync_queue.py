@@ -27,8 +27,8 @@ _CANDIDATES = 50
 
 @dataclass(frozen=True)
 class QueueState:
-    """Where a connector's request stands: ``queued`` with its 1-based position in the
-    whole queue, or ``running``."""
+    """Where a connector stands in the queue: ``running`` or ``queued``; ``position`` is
+    the 1-based place of its queued request in the whole queue (also while one runs)."""
 
     state: str
     position: int | None = None
@@ -106,14 +106,14 @@ def queue_states(engine: Engine) -> dict[str, QueueState]:
         rows = session.exec(select(SyncRequestRow.connector_id, SyncRequestRow.status).where(
             col(SyncRequestRow.status).in_(["queued", "running"])).order_by(
             col(SyncRequestRow.requested_at))).all()
-    states: dict[str, QueueState] = {}
+    running = {connector_id for connector_id, status in rows if status == "running"}
+    states = {connector_id: QueueState("running") for connector_id in running}
     position = 0
     for connector_id, status in rows:
-        if status == "running":
-            states[connector_id] = QueueState("running")
-        else:
+        if status == "queued":
             position += 1
-            states.setdefault(connector_id, QueueState("queued", position))
+            state = "running" if connector_id in running else "queued"
+            states[connector_id] = QueueState(state, position)
     return states
 
 

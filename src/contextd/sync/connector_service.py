@@ -44,7 +44,8 @@ _UNSET: Any = object()
 @dataclass(frozen=True)
 class ConnectorStatus:
     """healthy (last run succeeded), failing, paused, or pending (never finished a run);
-    ``sync`` is idle, queued (``queue_position`` in the whole queue, 1 = next) or running."""
+    ``sync`` is idle, queued or running; ``queue_position`` is the place of its queued
+    request in the whole queue (1 = next), also while an earlier run is running."""
 
     state: str
     running: bool
@@ -299,7 +300,7 @@ class ConnectorService:
         last_success = success.finished_at if success else None
         return ConnectorStatus(
             state=state, running=running, sync=sync,
-            queue_position=queued.position if queued and sync == "queued" else None,
+            queue_position=queued.position if queued else None,
             last_run_at=latest.started_at if latest else None,
             last_success_at=last_success, lag_seconds=repo.lag_seconds(last_success),
             last_error=finished.error if finished and finished.status == "failed" else None,

@@ -161,8 +161,8 @@ def sync_connector(connector_id: ConnectorId, runtime: RuntimeDep, response: Res
         service.start_workers(schedules=runtime.settings.scheduler_enabled)
     response.status_code = 202
     state = service.status(service.get(connector_id))
-    return RunQueuedOut(connector_id=connector_id, request_id=request.id, status=state.sync,
-                        queue_position=state.queue_position)
+    return RunQueuedOut(connector_id=connector_id, request_id=request.id,
+                        status=request.status, queue_position=state.queue_position)
 
 
 @router.get("/{connector_id}/runs", response_model=list[RunOut],
