@@ -147,8 +147,9 @@ def execute_run(connector_id: str, *, engine: Engine, ingestor: Ingestor,
                 log.error("run crashed", exc_info=exc,
                           extra={"event": "sync_error", "connector": row.name,
                                  "run_id": run.id, "attempts": attempt})
-                _fail(run, "internal_error", f"gave up after {attempt} attempts: "
-                                             f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                _fail(run, "internal_error",
+                      f"gave up after {attempt} attempts: {error}" if attempt > 1 else error)
             finally:
                 close = getattr(connector, "close", None)
                 if close is not None:
