@@ -42,16 +42,18 @@ def served(tmp_path: Path, encoder: SentenceTransformerEncoder
     handbook = tmp_path / "handbook"
     handbook.mkdir()
     (handbook / "badges.md").write_text("# Badges\n\nNew staff get a badge on day one.\n")
-    setup = Runtime(Settings(data_dir=data), dense_encoder=encoder)
+    setup = Runtime(Settings(data_dir=data, filesystem_allowed_roots=[tmp_path]),
+                    dense_encoder=encoder)
     setup.migrate()
     setup.ingestor.ingest(RECORDS)
     create_golden_set(setup.engine, name="policies", qrels=QRELS,
                       queries=[GoldenQuery(id=q, text=t) for q, t in QUERIES.items()])
     setup.connectors.create(name="handbook", kind="filesystem",
-                            config={"path": str(handbook)})
+                            config={"path": str(handbook), "default_acl": ["public"]})
     setup.close()
     port = _free_port()
     env = {**os.environ, "CONTEXTD_DATA_DIR": str(data), "CONTEXTD_SCHEDULER_ENABLED": "false",
+           "CONTEXTD_FILESYSTEM_ALLOWED_ROOTS": json.dumps([str(handbook)]),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "contextd.cli", "serve", "--port",
                                 str(port)], env=env, stdout=subprocess.DEVNULL,
@@ -92,7 +94,9 @@ def test_commands_go_through_the_running_service(
         assert run["status"] == "success" and run["chunks_embedded"] >= 1
         assert "ran connector 'handbook' through the running service" in err
 
-        assert main(["ingest", str(extra), "--connector", "filesystem", "--name", "extra"]) == 0
+        # Outside the allowed roots: the operator named the path, as without a service.
+        assert main(["ingest", str(extra), "--connector", "filesystem", "--name", "extra",
+                     "--config", '{"default_acl": ["public"]}']) == 0
         out, err = capsys.readouterr()
         assert json.loads(out[out.index("{"):])["records"] == 1
         assert f"ingested {extra} through the running service" in err

@@ -20,7 +20,8 @@ INTERVAL = 3600
 def test_hundred_connectors_on_two_workers_all_run_none_silently_waits(
         make_runtime: Callable[..., Runtime], tmp_path: Path) -> None:
     runtime = make_runtime(scheduler_enabled=True, sync_workers=2,
-                           schedule_refresh_seconds=0.5, sync_poll_seconds=0.2)
+                           schedule_refresh_seconds=0.5, sync_poll_seconds=0.2,
+                           filesystem_allowed_roots=[tmp_path])
     k = keys(runtime.engine)
     roots = []
     for n in range(CONNECTORS):
@@ -33,7 +34,8 @@ def test_hundred_connectors_on_two_workers_all_run_none_silently_waits(
     with LiveServer(runtime) as server, server.client(k["admin"]) as admin:
         for n, root in enumerate(roots):
             created = admin.post("/v1/connectors", json={
-                "name": f"notes-{n}", "kind": "filesystem", "config": {"path": str(root)},
+                "name": f"notes-{n}", "kind": "filesystem",
+                "config": {"path": str(root), "default_acl": ["public"]},
                 "schedule": {"interval_seconds": INTERVAL}})
             assert created.status_code == 201, created.text
         created_at = time.monotonic()

@@ -2,7 +2,8 @@
 
 What ``contextd ingest PATH`` does when a running service owns the embedded store: the
 command cannot open the store itself, so the service ingests. Admin only; only the single
-process (role ``all``) embeds documents here, an API replica leaves that to workers.
+process (role ``all``) embeds documents here, an API replica leaves that to workers. Paths
+are limited to ``filesystem_allowed_roots`` except for the service's own command line.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class IngestOut(Strict):
 def ingest(body: IngestIn, runtime: RuntimeDep, admin: AdminKey) -> IngestOut:
     """Pull ``path`` through the ``connector`` kind once and ingest what it yields."""
     from contextd.connectors.registry import build_connector
+    from contextd.process.discovery import LOCAL_ADMIN
+    from contextd.runtime import source_limits
     from contextd.sync.pull import run_sync
 
     if runtime.settings.role != "all":
@@ -47,7 +50,11 @@ def ingest(body: IngestIn, runtime: RuntimeDep, admin: AdminKey) -> IngestOut:
                        "(POST /v1/connectors) and let the workers sync it")
     name = body.name or body.connector
     config = {**body.config, "path": body.path}
-    connector = build_connector(name, body.connector, config)
+    # The service's own command line (its loopback token) may read what the operator names,
+    # as `contextd ingest` does without a service; any other admin key stays within
+    # the roots and hosts the settings allow.
+    limits = None if admin.id == LOCAL_ADMIN.id else source_limits(runtime.settings)
+    connector = build_connector(name, body.connector, config, limits)
     try:
         connector.check()
         result = run_sync(connector, ingestor=runtime.ingestor, engine=runtime.engine)
