@@ -102,6 +102,7 @@ def test_stdio_without_a_service_reads_a_private_copy(
         tmp_path: Path, encoder: SentenceTransformerEncoder) -> None:
     data = tmp_path / "data"
     runtime = Runtime(Settings(data_dir=data), dense_encoder=encoder)
+    runtime.migrate()
     load_world(runtime)
     agent = keys(runtime.engine)["agent"]
     runtime.close()

@@ -180,18 +180,16 @@ class ServerStore:
             scope_filter(scope),
             m.FieldCondition(key="source", match=m.MatchValue(value=source)),
             m.FieldCondition(key="source_id", match=m.MatchValue(value=source_id))])
-        with self._lock.read():
-            records, _ = self.client.scroll(
-                self.collection, scroll_filter=flt, limit=limit, with_vectors=False,
-                with_payload=m.PayloadSelectorExclude(exclude=[VECTOR_FIELD]))
+        records, _ = self.client.scroll(
+            self.collection, scroll_filter=flt, limit=limit, with_vectors=False,
+            with_payload=_PAYLOAD)
         return [dict(r.payload or {}) for r in records]
 
     def source_counts(self, scope: AccessScope, limit: int = 1000) -> dict[str, int]:
         if scope.is_empty:
             return {}
-        with self._lock.read():
-            found = self.client.facet(self.collection, key="source", facet_filter=scope_filter(
-                scope), limit=limit, exact=True)
+        found = self.client.facet(self.collection, key="source",
+                                  facet_filter=scope_filter(scope), limit=limit, exact=True)
         return {str(hit.value): int(hit.count) for hit in found.hits}
 
     def optimize(self) -> None:
