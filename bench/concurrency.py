@@ -149,6 +149,7 @@ def throughput(url: str, key: str, queries: list[str], *, rounds: int, requests:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="contextd-bench-concurrency-"))
     runtime = Runtime(Settings(data_dir=workdir, telemetry_enabled=True, log_level="WARNING"))
+    runtime.migrate()
     try:
         chunker = Chunker(runtime.settings.chunk_size, runtime.settings.chunk_overlap)
         records, per_record = corpus.build(args.chunks, chunker)

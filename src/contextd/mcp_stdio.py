@@ -137,10 +137,10 @@ async def _serve_in_process(settings: Settings, key: str) -> None:
     from contextd.api.mcpmount import INTERNAL_BASE, InProcessTransport
     from contextd.api.mcptools import build_server
     from contextd.client.transport import AsyncClient
-    from contextd.runtime import Runtime
+    from contextd.process.migrate import local_runtime
     from contextd.state.keys import authenticate
 
-    runtime = Runtime(settings)
+    runtime = local_runtime(settings)
     try:
         found = authenticate(runtime.engine, key)
         if found.role not in ("agent", "admin"):
