@@ -39,6 +39,9 @@ from contextd.sync.workers import SyncWorkers, connector_lease_name
 log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
+# A request claimed this long ago whose connector lease is free lost its worker. A live
+# worker takes the lease within milliseconds of claiming and holds it to the end.
+_ORPHAN_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ class ConnectorService:
         self.workers = SyncWorkers(
             engine, self._handle, threads=max_workers, poll_seconds=poll_seconds,
             refresh_seconds=refresh_seconds,
-            stale_after_seconds=max(60.0, 4 * settings.lease_ttl_seconds),
+            stale_after_seconds=_ORPHAN_AFTER_SECONDS,
             queue_due=lambda: queue_due(engine), lease_name=connector_lease_name(engine))
         self._stopping = threading.Event()
         self._futures: dict[str, Future[SyncRunRow | None]] = {}
