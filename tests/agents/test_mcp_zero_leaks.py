@@ -32,6 +32,7 @@ def server(tmp_path: Path,
            encoder: SentenceTransformerEncoder) -> Iterator[LiveServer]:
     runtime = Runtime(Settings(data_dir=tmp_path / "mcp-leaks"),
                       dense_encoder=MemoEncoder(encoder))
+    runtime.migrate()
     try:
         with LiveServer(runtime) as live:
             yield live
