@@ -61,8 +61,7 @@ def test_connectors_create_list_sync_pause_resume(
     assert main(["connectors", "create", "handbook", "--kind", "filesystem",
                  "--config", config, "--interval", "3600"]) == 0
     assert last_json(capsys.readouterr().out)["schedule"] == {"interval_seconds": 3600,
-                                                              "jitter_seconds": 0,
-                                                              "misfire_grace_seconds": 300}
+                                                              "jitter_seconds": 0}
     assert main(["connectors", "create", "bad", "--kind", "filesystem",
                  "--config", json.dumps({"path": str(tmp_path / "nope"),
                                          "default_acl": ["public"]})]) == 2

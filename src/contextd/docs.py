@@ -138,8 +138,8 @@ def connectors_page() -> str:
         "sending `********` back on PATCH keeps the stored value.",
         "",
         "`schedule` is `{\"interval_seconds\": N}` or `{\"cron\": \"m h dom mon dow\"}`",
-        "(UTC), with optional `jitter_seconds` and `misfire_grace_seconds`; without one the",
-        "connector runs on demand (`POST /v1/connectors/{id}/sync`).", ""]
+        "(UTC), with optional `jitter_seconds` (a late run is queued, never dropped);",
+        "without one the connector runs on demand (`POST /v1/connectors/{id}/sync`).", ""]
     for kind in sorted(CONNECTORS):
         cls = CONNECTORS[kind]
         config: type[BaseModel] = cls.Config

@@ -148,7 +148,7 @@ class ConnectorRow(SQLModel, table=True):
     """A configured source: its kind, config (secrets included; never served), schedule.
 
     ``name`` is the ``source`` of every record it ingests, so it is unique and fixed.
-    ``schedule`` is ``{"interval_seconds" | "cron", "jitter_seconds", "misfire_grace_seconds"}``
+    ``schedule`` is ``{"interval_seconds" | "cron", "jitter_seconds"}``
     or empty (run on demand only); ``enabled`` false means paused.
     """
 
