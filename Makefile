@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench lint clean docs
+.PHONY: install demo test bench bench-quality lint clean docs
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -36,6 +36,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Ranking quality on ../shared/data (SciFact and the BEIR subsets) and generated suites;
+# writes bench/results/quality-<date>.log. Document vectors are cached in bench/.cache.
+bench-quality: $(STAMP)
+	$(BIN)/python -m bench.quality --data ../shared/data
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

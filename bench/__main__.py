@@ -131,9 +131,13 @@ def latency_suite(runtime: Runtime, queries: list[str]) -> dict[str, dict[str, f
         if keep:
             samples["embed"].append(t)
         for name, sc in (("engine", scope), ("engine_all_groups", open_scope)):
+            # The engine query /v1/context makes: both legs in one batch for score fusion
+            # (freshness is applied after), or RRF with the engine's freshness formula.
+            rrf = settings.fusion == "rrf"
             request = SearchQuery(scope=sc, limit=limit, dense=dense.tolist(), sparse=sparse,
                                   prefetch_limit=settings.prefetch_limit, rrf_k=settings.rrf_k,
-                                  freshness=fresh, with_vectors=True)
+                                  freshness=fresh if rrf else None, with_vectors=True,
+                                  legs=not rrf)
             t = timed(lambda r=request: runtime.store.search(r))[0]
             if keep:
                 samples[name].append(t)

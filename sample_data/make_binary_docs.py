@@ -9,6 +9,7 @@ touching the committed files). Each PDF is read back with pypdf, as contextd rea
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docx
@@ -31,9 +32,10 @@ SECURITY = [
 ]
 
 
-def write_pdf(path: Path, title: str, lines: list[str]) -> None:
+def write_pdf(path: Path, title: str, lines: list[str], dated: datetime) -> None:
     pdf = FPDF()
     pdf.set_title(title)
+    pdf.set_creation_date(dated)  # the content clock contextd reads (CreationDate/ModDate)
     pdf.add_page()
     pdf.set_font("Helvetica", size=11)
     for line in lines:
@@ -47,9 +49,11 @@ def write_pdf(path: Path, title: str, lines: list[str]) -> None:
         raise SystemExit(f"{path}: pypdf cannot read back {missing}")
 
 
-def write_docx(path: Path, title: str, lines: list[str]) -> None:
+def write_docx(path: Path, title: str, lines: list[str], dated: datetime) -> None:
     document = docx.Document()
     document.core_properties.title = title
+    # python-docx's template says 2013 otherwise; contextd reads these as updated_at.
+    document.core_properties.created = document.core_properties.modified = dated
     document.add_heading(title, level=1)
     for line in lines:
         document.add_paragraph(line)
@@ -58,19 +62,20 @@ def write_docx(path: Path, title: str, lines: list[str]) -> None:
 
 
 def main(out: Path = HERE) -> None:
-    write_pdf(out / "finance" / "board-deck-notes.pdf", "Board deck notes", BOARD_NOTES)
+    write_pdf(out / "finance" / "board-deck-notes.pdf", "Board deck notes", BOARD_NOTES,
+              datetime(2026, 9, 28, 9, tzinfo=UTC))
     write_pdf(out / "support" / "security-policy.pdf", "Information security policy",
-              SECURITY)
+              SECURITY, datetime(2026, 2, 10, 9, tzinfo=UTC))
     write_docx(out / "finance" / "salary-bands.docx", "Salary bands 2026", [
         "Salary band E3 (senior engineer): 78,000 to 96,000 EUR.",
         "Salary band S2 (account executive): 58,000 EUR base plus commission.",
         "Salary bands are reviewed every April by finance and HR.",
-    ])
+    ], datetime(2026, 4, 15, 9, tzinfo=UTC))
     write_docx(out / "sales" / "acme-account-plan.docx", "Acme Logistics account plan", [
         "Acme Logistics runs 140 Northwind R2 robots across three sites.",
         "The 2026 renewal covers fleet licences for three years; champion: Jane Porter.",
         "Risk: Acme is trialling a competitor at the Lyon site.",
-    ])
+    ], datetime(2026, 8, 20, 9, tzinfo=UTC))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ exactly one place that decides Edge vs server store or which model is loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 
 from sqlalchemy.engine import Engine
@@ -19,6 +20,7 @@ from contextd.core.store import VectorStore
 from contextd.ingest.chunking import Chunker
 from contextd.ingest.pipeline import Ingestor
 from contextd.memory.recall import MemoryRecall
+from contextd.retrieval.lag import SourceLag
 from contextd.retrieval.service import Retriever
 from contextd.state.db import make_engine, migrate, require_schema
 from contextd.sync.connector_service import ConnectorService
@@ -150,7 +152,18 @@ class Runtime:
     @cached_property
     def retriever(self) -> Retriever:
         return Retriever(store=self.store, dense=self.dense, sparse=self.sparse,
-                         settings=self.settings)
+                         settings=self.settings, source_lag=self.source_lag)
+
+    @cached_property
+    def source_lag(self) -> SourceLag:
+        """Last successful sync per source, for the bundles' freshness-objective warnings."""
+        from contextd.quality.sources import connector_health
+
+        def last_success() -> dict[str, datetime | None]:
+            return {h.name: h.last_success_at for h in connector_health(self.engine)}
+
+        return SourceLag(last_success, objectives=self.settings.freshness_objective_seconds,
+                         default_seconds=self.settings.quality_lag_objective_seconds)
 
     @cached_property
     def connectors(self) -> ConnectorService:

@@ -61,6 +61,15 @@ def test_bundle_has_the_contract_fields_and_respects_the_budget(api) -> None:  #
         assert item["citation"]
     assert body["token_count"] <= 200
     assert set(body["stats"]["stages_ms"]) >= {"principals", "embed", "search", "pack"}
+    assert body["found"] is True and body["found_reason"] and body["warnings"] == []
+    assert "dropped" not in body and top["explain"] is None
+    assert top["updated_at_source"] == "source"
+    explained = _ctx(server, k["agent"], query="how fast are support tickets answered?",
+                     token_budget=200, explain=True, min_relevance=0.0).json()
+    why = explained["items"][0]["explain"]
+    assert why["dense_rank"] >= 1 and why["bm25_rank"] >= 1 and "support" in why[
+        "matched_terms"] and why["freshness_clock"] == "source"
+    assert isinstance(explained["dropped"], list)  # all four visible items fit here
 
 
 def test_newer_policy_version_ranks_first(api) -> None:  # type: ignore[no-untyped-def]
@@ -94,10 +103,15 @@ def test_group_membership_change_applies_on_next_request(api, runtime: Runtime) 
 
 def test_unknown_user_sees_only_public(api) -> None:  # type: ignore[no-untyped-def]
     server, k = api
-    body = _ctx(server, k["agent"], user_id="mallory", query="discount approval EBITDA").json()
+    body = _ctx(server, k["agent"], user_id="mallory", query="discount approval EBITDA",
+                min_relevance=0.0).json()
     assert body["items"]
     assert {i["source_id"] for i in body["items"]} <= {"handbook.md", "travel-2024.md",
                                                        "travel-2026.md"}
+    # Nothing mallory can see is about discounts or EBITDA: by default, found is false.
+    default = _ctx(server, k["agent"], user_id="mallory", query="discount approval EBITDA")
+    assert default.json()["found"] is False and default.json()["items"] == []
+    assert "min_relevance" in default.json()["found_reason"]
 
 
 BAD_BODIES = [
@@ -120,6 +134,9 @@ BAD_BODIES = [
     ({"query": "x", "user_id": "alice", "freshness": {"half_life_days": {"tweets": 3}}},
      "freshness"),
     ({"query": "x" * 5000, "user_id": "alice"}, "query"),
+    ({"query": "x", "user_id": "alice", "min_relevance": 1.5}, "min_relevance"),
+    ({"query": "x", "user_id": "alice", "explain": "maybe"}, "explain"),
+    ({"query": "x", "user_id": "alice", "as_of": "2026-01-01T00:00:00"}, "as_of"),
 ]
 
 

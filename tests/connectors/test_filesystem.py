@@ -84,11 +84,13 @@ def test_versioned_policies_share_an_entity_and_carry_front_matter_dates(docs: P
 
 
 def test_updated_at_falls_back_to_the_mtime_in_utc(docs: Path) -> None:
-    notes = docs / "product/release-notes.txt"
+    notes = docs / "product/undated.txt"
+    notes.write_text("Fleet Manager notes without a date of their own.")
     touch(notes, 1_800_000_000)
     found = records(pull_all(fs(docs))[0])
-    assert found["product/release-notes.txt"].updated_at == datetime.fromtimestamp(
+    assert found["product/undated.txt"].updated_at == datetime.fromtimestamp(
         1_800_000_000, UTC)
+    assert found["product/undated.txt"].updated_at_source == "mtime"
 
 
 def test_front_matter_acl_overrides_the_rules_and_is_validated(docs: Path) -> None:
@@ -191,3 +193,32 @@ def test_check_rejects_a_missing_directory(tmp_path: Path) -> None:
     assert caught.value.details[0]["field"] == "config.path"
     with pytest.raises(ConfigError):
         list(fs(tmp_path / "missing").pull(None))
+
+
+@pytest.mark.parametrize(("relpath", "clock", "day"), [
+    ("policies/travel-policy-2024.md", "front_matter", "2024-03-01"),
+    ("product/release-notes.txt", "front_matter", "2026-10-20"),
+    ("product/product-overview.html", "html_meta", "2026-07-14"),
+    ("finance/board-deck-notes.pdf", "pdf_metadata", "2026-09-28"),
+    ("sales/acme-account-plan.docx", "docx_core", "2026-08-20"),
+])
+def test_updated_at_comes_from_the_files_own_clock(relpath: str, clock: str,
+                                                   day: str) -> None:
+    """A copy or a clone resets mtimes: every sample document carries its own date, and
+    the record says which clock it used."""
+    from contextd.connectors.filesystem import extract, to_record
+
+    path = Path(__file__).resolve().parents[2] / "sample_data" / "docs" / relpath
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    rec = to_record("docs", relpath, path.as_uri(), extract(path), now, ["public"])
+    assert (rec.updated_at_source, rec.updated_at.date().isoformat()) == (clock, day)
+
+
+def test_mtime_is_the_last_resort_and_says_so(tmp_path: Path) -> None:
+    from contextd.connectors.filesystem import extract, to_record
+
+    path = tmp_path / "plain.txt"
+    path.write_text("no date inside")
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    rec = to_record("docs", "plain.txt", path.as_uri(), extract(path), now, ["public"])
+    assert (rec.updated_at_source, rec.updated_at) == ("mtime", now)

@@ -100,6 +100,8 @@ def test_database_outage_serves_items_and_marks_memory_unavailable(
         after = context(client)
     assert before["memory_status"] == "ok" and before["memory"] and before["facts"]
     assert during["memory_status"] == "unavailable"
+    assert [w["code"] for w in during["warnings"]] == ["memory_unavailable"]
+    assert not any(w["code"] == "memory_unavailable" for w in after["warnings"])
     assert during["items"] and during["memory"] == [] and during["facts"] == []
     assert write.status_code == 503 and write.json()["error"]["code"] == "unavailable"
     assert listing.status_code == 503

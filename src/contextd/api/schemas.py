@@ -35,8 +35,52 @@ class ContextRequestIn(Strict):
     include_memory: bool = True
     session_id: str | None = Field(None, min_length=1, max_length=200)
     as_of: AwareDatetime | None = Field(
-        None, description="Entity facts as they were at this instant (default: now).")
+        None, description="Point in time: documents as they were then (the versions current "
+        "at that instant, nothing written later) and entity facts valid then (default: now).")
     fact_history: bool = Field(False, description="Add each fact's earlier values.")
+    min_relevance: float | None = Field(
+        None, ge=0.0, le=1.0, description="Serve only items whose calibrated relevance "
+        "reaches this; none reaching it makes found=false (default: the min_relevance "
+        "setting).")
+    explain: bool = Field(False, description="Add to each item why it ranks there (leg "
+                          "ranks and scores, matched terms, freshness and its clock, "
+                          "supersession, de-duplication, budget) and list what was dropped.")
+
+
+class ExplainOut(BaseModel):
+    dense_rank: int | None = Field(description="1-based rank in the dense leg, None if "
+                                   "outside it.")
+    dense_score: float = Field(description="Dense cosine of query and chunk.")
+    bm25_rank: int | None
+    bm25_score: float
+    fused: float = Field(description="Fused relevance score before freshness.")
+    coverage: float = Field(description="Share of the query's content words the item holds.")
+    relevance: float = Field(description="Calibrated relevance (from the cosine and the "
+                             "coverage; 0.99 and up for an exact match).")
+    exact_matches: list[str] = Field(description="Identifiers, quoted phrases or the "
+                                     "title of the query this item holds exactly.")
+    matched_terms: list[str] = Field(default_factory=list,
+                                     description="Query words the item's BM25 terms hold.")
+    freshness_factor: float
+    freshness_clock: str
+    superseded_by: str | None
+    notes: list[str] = Field(description="What supersession, de-duplication and the token "
+                             "budget did to this item.")
+
+
+class DroppedOut(BaseModel):
+    id: str
+    source: str | None
+    source_id: str | None
+    title: str
+    relevance: float
+    score: float
+    reason: str
+
+
+class WarningOut(BaseModel):
+    code: Literal["leg_not_run", "memory_unavailable", "source_stale"]
+    message: str
 
 
 class ItemOut(BaseModel):
@@ -56,6 +100,12 @@ class ItemOut(BaseModel):
     doc_version: int
     superseded: bool
     tokens: int
+    updated_at_source: str = Field(description="The clock updated_at came from: "
+                                   "front_matter, pdf_metadata, docx_core, html_meta, "
+                                   "email_date, crm_updated_at, column, mtime (last resort).")
+    superseded_by: str | None = Field(description="source_id of the current version, when "
+                                      "this item is an older version of it.")
+    explain: ExplainOut | None = None
 
 
 class MemoryOut(BaseModel):
@@ -113,6 +163,15 @@ class ContextResponse(BaseModel):
     token_count: int
     truncated: bool
     stats: StatsOut
+    found: bool = Field(description="Whether any item reached min_relevance: false tells "
+                        "the agent that the answer is probably not in what the user can "
+                        "see (escalate instead of guessing).")
+    found_reason: str
+    warnings: list[WarningOut] = Field(description="What degraded this bundle: a retrieval "
+                                       "leg that did not run, a source past its freshness "
+                                       "objective, memory that could not be read.")
+    dropped: list[DroppedOut] | None = Field(None, description="With explain: candidates "
+                                             "left out and why.")
 
 
 class PrincipalIn(Strict):

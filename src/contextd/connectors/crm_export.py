@@ -124,7 +124,8 @@ def to_record(source: str, obj_type: str, row: Mapping[str, Any],
     title, text = render(obj_type, row, accounts)
     return SourceRecord(
         source=source, source_id=key, kind="crm", title=title, text=text,
-        updated_at=to_utc(row.get("updated_at")), acl=acl, uri=f"crm://{source}/{key}",
+        updated_at=to_utc(row.get("updated_at")), updated_at_source="crm_updated_at",
+        acl=acl, uri=f"crm://{source}/{key}",
         author=owner, entity_key=key, entities=tuple(related), fields=dict(row),
     )
 

@@ -104,7 +104,7 @@ def to_record(source: str, raw: bytes) -> SourceRecord:
     return SourceRecord(
         source=source, source_id=own_id, kind="email",
         title=str(message.get("Subject") or "(no subject)"),
-        text=header + body_text(message), updated_at=sent_at,
+        text=header + body_text(message), updated_at=sent_at, updated_at_source="email_date",
         acl=tuple(sorted({f"user:{a}" for a in sender + to + cc})),
         uri=f"mid:{own_id}", author=sender[0] if sender else "",
         entity_key=f"email:{own_id}", entities=(f"thread:{thread_id}",),

@@ -9,8 +9,12 @@ path, so ``*`` also crosses ``/`` (``finance/*`` and ``finance/**`` both cover t
 subtree), and a leading ``**/`` also matches at the top level (``**/*.md`` matches
 ``README.md``). Files and folders whose name starts with a dot are skipped.
 
-``updated_at`` is front matter ``updated_at`` when present, else the file's mtime (UTC);
-front matter ``entity`` ties dated versions of one document together in ``entity_key``.
+``updated_at`` comes from the file's own content clock, which a copy or a ``git clone``
+keeps: front matter ``updated_at`` (markdown, text), the PDF's ``ModDate``/``CreationDate``,
+the DOCX core properties ``modified``/``created``, an HTML ``<meta>`` date
+(``updated_at``, ``last-modified``, ``article:modified_time``, ``dcterms.modified``,
+``date``); the file's mtime only when the file has none. ``updated_at_source`` says which.
+Front matter ``entity`` ties dated versions of one document together in ``entity_key``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -115,6 +119,44 @@ class Extracted:
     text: str
     meta: Mapping[str, Any] = field(default_factory=dict)
     title: str = ""
+    updated_at: datetime | None = None  # the content clock of PDF, DOCX and HTML files
+    clock: str = ""
+
+
+_HTML_DATE_META = ("updated_at", "last-modified", "article:modified_time", "dcterms.modified",
+                   "og:updated_time", "date", "dc.date", "article:published_time")
+
+
+def _pdf_date(value: object) -> datetime | None:
+    """A PDF date string (``D:20260915120000+02'00'``) as UTC, None if unreadable."""
+    raw = str(value or "").strip()
+    if raw.startswith("D:"):
+        raw = raw[2:]
+    digits = raw[:14]
+    if len(digits) < 8 or not digits.isdigit():
+        return None
+    stamp = datetime.strptime(digits.ljust(14, "0"), "%Y%m%d%H%M%S")
+    zone = raw[14:].replace("'", "")
+    if zone[:1] in "+-" and len(zone) >= 5 and zone[1:5].isdigit():
+        sign = 1 if zone[0] == "+" else -1
+        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        return (stamp - sign * offset).replace(tzinfo=UTC)
+    return stamp.replace(tzinfo=UTC)
+
+
+def _html_date(soup: Any) -> datetime | None:
+    found: dict[str, str] = {}
+    for tag in soup.find_all("meta"):
+        key = str(tag.get("name") or tag.get("property") or tag.get("http-equiv") or "").lower()
+        if key in _HTML_DATE_META and tag.get("content"):
+            found.setdefault(key, str(tag["content"]))
+    for key in _HTML_DATE_META:
+        if key in found:
+            try:
+                return to_utc(found[key])
+            except ValueError:
+                continue
+    return None
 
 
 def extract(path: Path) -> Extracted:
@@ -128,10 +170,12 @@ def extract(path: Path) -> Extracted:
         from bs4 import BeautifulSoup
 
         soup = BeautifulSoup(path.read_text(encoding="utf-8", errors="replace"), "html.parser")
+        title = soup.title.get_text(strip=True) if soup.title else ""
+        stamp = _html_date(soup)
         for tag in soup(["script", "style"]):
             tag.decompose()
-        title = soup.title.get_text(strip=True) if soup.title else ""
-        return Extracted((soup.body or soup).get_text("\n", strip=True), {}, title)
+        return Extracted((soup.body or soup).get_text("\n", strip=True), {}, title, stamp,
+                         "html_meta" if stamp else "")
     if suffix == ".pdf":
         from pypdf import PdfReader
 
@@ -139,14 +183,19 @@ def extract(path: Path) -> Extracted:
         pages = "\n\n".join(page.extract_text() or "" for page in reader.pages)
         if not pages.strip():
             raise ValueError("no extractable text in the PDF (scanned or empty?)")
+        info: Any = reader.metadata or {}
         title = reader.metadata.title if reader.metadata and reader.metadata.title else ""
-        return Extracted(pages, {}, str(title))
+        stamp = _pdf_date(info.get("/ModDate")) or _pdf_date(info.get("/CreationDate"))
+        return Extracted(pages, {}, str(title), stamp, "pdf_metadata" if stamp else "")
     if suffix == ".docx":
         import docx
 
         document = docx.Document(str(path))
         text = "\n".join(p.text for p in document.paragraphs)
-        return Extracted(text, {}, document.core_properties.title or "")
+        core = document.core_properties
+        when = core.modified or core.created
+        stamp = to_utc(when) if when else None
+        return Extracted(text, {}, core.title or "", stamp, "docx_core" if stamp else "")
     raise ValueError(f"unsupported file type {suffix!r}")
 
 
@@ -165,7 +214,12 @@ def to_record(source: str, relpath: str, uri: str, content: Extracted, mtime: da
     if not acl:
         raise ValueError("no acl rule matches this file, it has no front matter acl, and "
                          "the connector has no default_acl: refusing to guess its ACL")
-    updated_at = to_utc(meta["updated_at"]) if meta.get("updated_at") else mtime
+    if meta.get("updated_at"):
+        updated_at, clock = to_utc(meta["updated_at"]), "front_matter"
+    elif content.updated_at is not None:
+        updated_at, clock = content.updated_at, content.clock
+    else:
+        updated_at, clock = mtime, "mtime"
     return SourceRecord(
         source=source, source_id=relpath, kind="document",
         title=str(meta.get("title") or content.title or Path(relpath).stem),
@@ -173,6 +227,7 @@ def to_record(source: str, relpath: str, uri: str, content: Extracted, mtime: da
         author=str(meta.get("author") or ""),
         entity_key=str(meta.get("entity") or f"file:{relpath}"),
         fields={k: str(v) for k, v in meta.items() if k != "acl"},
+        updated_at_source=clock,
     )
 
 

@@ -193,7 +193,7 @@ class HubSpotConnector:
             source=self.name, source_id=key, kind="crm", title=title,
             text=f"{text} Owner: {owner.address if owner else 'none'}"
                  f" ({team or 'no'} team).",
-            updated_at=modified, acl=acl,
+            updated_at=modified, updated_at_source="crm_updated_at", acl=acl,
             uri=f"{self.config.base_url.rstrip('/')}/crm/v3/objects/{object_type}/{ident}",
             author=owner.address if owner else "", entity_key=key,
             entities=(f"company:{company}",) if company else (),

@@ -241,7 +241,7 @@ class SalesforceConnector:
             title=f"{sobject}: {name or ident}",
             text=f"{describe(row, spec.labels)} Owner: {user or 'none'}"
                  f" ({owner.role if owner and owner.role else 'no'} role).",
-            updated_at=updated, acl=acl,
+            updated_at=updated, updated_at_source="crm_updated_at", acl=acl,
             uri=f"{self.config.instance_url.rstrip('/')}/{ident}", author=user,
             entity_key=key, entities=tuple(dict.fromkeys(related)), fields=fields)
 

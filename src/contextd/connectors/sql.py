@@ -452,7 +452,8 @@ class SqlConnector:
         title = str(row.get(c.title_column) or "") if c.title_column else ""
         return SourceRecord(
             source=self.name, source_id=key, kind=c.kind, title=title or key, text=body,
-            updated_at=to_utc(row[c.updated_at_column]), acl=tuple(acl),
+            updated_at=to_utc(row[c.updated_at_column]), updated_at_source="column",
+            acl=tuple(acl),
             uri=c.uri_template.format_map(values) if c.uri_template else "",
             entity_key=f"{self.name}:{key}",
             fields={k: v for k, v in row.items()

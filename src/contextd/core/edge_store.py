@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from qdrant_edge import (
     Point,
     Prefetch,
     Query,
+    QueryBatchRequest,
     QueryRequest,
+    RangeDateTime,
     SparseVector,
     UpdateOperation,
 )
@@ -49,6 +52,7 @@ from contextd.core.store import (
     ScoredChunk,
     SearchQuery,
     WriteBatch,
+    merge_legs,
     scored_chunks,
     vector_field,
 )
@@ -57,9 +61,13 @@ from contextd.core.types import AccessScope, iso
 _WRITE_CHUNK = 512  # points per engine call: bounds memory of one update operation
 
 
-def scope_filter(scope: AccessScope, extra: Sequence[Any] = ()) -> Filter:
-    """The visible set as an engine filter: every condition ANDed, so scope only narrows."""
+def scope_filter(scope: AccessScope, extra: Sequence[Any] = (),
+                 as_of: datetime | None = None) -> Filter:
+    """The visible set as an engine filter: every condition ANDed, so scope only narrows.
+    ``as_of`` hides what was written (``updated_at``) after that instant."""
     must: list[Any] = [FieldCondition("acl", match=MatchAny(sorted(scope.principals)))]
+    if as_of is not None:
+        must.append(FieldCondition("updated_at", range=RangeDateTime(lte=iso(as_of))))
     if scope.sources is not None:
         must.append(FieldCondition("source", match=MatchAny(sorted(scope.sources))))
     if scope.kinds is not None:
@@ -144,7 +152,9 @@ class EdgeStore:
     def search(self, query: SearchQuery) -> list[ScoredChunk]:
         if query.scope.is_empty or query.limit <= 0:
             return []
-        flt = scope_filter(query.scope)
+        flt = scope_filter(query.scope, as_of=query.as_of)
+        if query.legs:
+            return self._search_legs(query, flt)
         stages: list[Prefetch] = []
         if query.mode in ("hybrid", "dense") and query.dense is not None:
             stages.append(Prefetch(limit=query.prefetch_limit, filter=flt, query=Query.Nearest(
@@ -172,6 +182,27 @@ class EdgeStore:
         with self._lock.read():
             return scored_chunks(self._shard.query(request), self.dim,
                                  self._engine_vectors if query.with_vectors else None)
+
+    def _search_legs(self, query: SearchQuery, flt: Filter) -> list[ScoredChunk]:
+        """Each leg as its own query under ``flt``, in one batch; hits keep leg scores."""
+        legs: list[tuple[str, Any]] = []
+        if query.mode in ("hybrid", "dense") and query.dense is not None:
+            legs.append((DENSE, Query.Nearest([float(x) for x in query.dense], using=DENSE)))
+        if query.mode in ("hybrid", "sparse") and query.sparse is not None and query.sparse.indices:
+            legs.append((SPARSE, Query.Nearest(
+                SparseVector(query.sparse.indices, query.sparse.values), using=SPARSE)))
+        if not legs:
+            return []
+        payload: Any = True if query.with_vectors else PayloadSelector.Exclude([VECTOR_FIELD])
+        batch = QueryBatchRequest([
+            QueryRequest(limit=query.prefetch_limit, query=q, filter=flt, with_payload=payload,
+                         with_vector=False) for _, q in legs])
+        with self._lock.read():
+            results = self._shard.query_batch(batch)
+            hits, scores = merge_legs([(name, found) for (name, _), found
+                                       in zip(legs, results, strict=True)])
+            return scored_chunks(hits, self.dim,
+                                 self._engine_vectors if query.with_vectors else None, scores)
 
     def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
         records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])

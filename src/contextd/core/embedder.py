@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from contextd.core.codes import with_codes
 from contextd.core.errors import ConfigError
 from contextd.core.model_owner import ModelThread, QueryEmbedding
 from contextd.core.store import SparseVec
@@ -224,12 +225,17 @@ class Bm25Encoder:
         self._model = Bm25(Bm25Config(avg_len=avg_len, language="english"))
 
     def encode_document(self, text: str) -> SparseVec:
-        vec = self._model.embed_document(text)
+        vec = self._model.embed_document(with_codes(text))
         return SparseVec(list(vec.indices), list(vec.values))
 
     def encode_documents(self, texts: Sequence[str]) -> list[SparseVec]:
         return [self.encode_document(t) for t in texts]
 
     def encode_query(self, text: str) -> SparseVec:
-        vec = self._model.embed_query(text)
+        vec = self._model.embed_query(with_codes(text))
         return SparseVec(list(vec.indices), list(vec.values))
+
+    def terms(self, text: str) -> set[int]:
+        """The term ids ``text`` holds as a document (what a query term can match)."""
+        return set(self._model.embed_document(with_codes(text)).indices)
+

@@ -17,6 +17,7 @@ stored dense vector (``with_vectors``); no copy is kept in the payload.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from contextd.core.store import (
     ScoredChunk,
     SearchQuery,
     WriteBatch,
+    merge_legs,
 )
 from contextd.core.types import AccessScope, iso
 
@@ -41,10 +43,13 @@ _WRITE_CHUNK = 256
 _PAYLOAD = m.PayloadSelectorExclude(exclude=[VECTOR_FIELD])
 
 
-def scope_filter(scope: AccessScope) -> m.Filter:
-    """The visible set; every condition ANDed so scope only ever narrows."""
+def scope_filter(scope: AccessScope, as_of: datetime | None = None) -> m.Filter:
+    """The visible set; every condition ANDed so scope only ever narrows. ``as_of`` hides
+    what was written (``updated_at``) after that instant."""
     must: list[m.Condition] = [
         m.FieldCondition(key="acl", match=m.MatchAny(any=sorted(scope.principals)))]
+    if as_of is not None:
+        must.append(m.FieldCondition(key="updated_at", range=m.DatetimeRange(lte=as_of)))
     if scope.sources is not None:
         must.append(m.FieldCondition(key="source", match=m.MatchAny(any=sorted(scope.sources))))
     if scope.kinds is not None:
@@ -129,7 +134,9 @@ class ServerStore:
     def search(self, query: SearchQuery) -> list[ScoredChunk]:
         if query.scope.is_empty or query.limit <= 0:
             return []
-        flt = scope_filter(query.scope)
+        flt = scope_filter(query.scope, as_of=query.as_of)
+        if query.legs:
+            return self._search_legs(query, flt)
         stages: list[m.Prefetch] = []
         if query.mode in ("hybrid", "dense") and query.dense is not None:
             stages.append(m.Prefetch(query=[float(x) for x in query.dense], using=DENSE,
@@ -159,6 +166,28 @@ class ServerStore:
         return [ScoredChunk(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
                             dense=_dense_of(p.vector) if query.with_vectors else None)
                 for p in points]
+
+    def _search_legs(self, query: SearchQuery, flt: m.Filter) -> list[ScoredChunk]:
+        """Each leg as its own query under ``flt``, in one batch; hits keep leg scores."""
+        legs: list[tuple[str, Any]] = []
+        if query.mode in ("hybrid", "dense") and query.dense is not None:
+            legs.append((DENSE, [float(x) for x in query.dense]))
+        if query.mode in ("hybrid", "sparse") and query.sparse is not None and query.sparse.indices:
+            legs.append((SPARSE, m.SparseVector(indices=query.sparse.indices,
+                                                values=query.sparse.values)))
+        if not legs:
+            return []
+        requests = [m.QueryRequest(query=q, using=name, filter=flt, limit=query.prefetch_limit,
+                                   with_payload=_PAYLOAD,
+                                   with_vector=[DENSE] if query.with_vectors else False)
+                    for name, q in legs]
+        results = self.client.query_batch_points(self.collection, requests)
+        hits, scores = merge_legs([(name, found.points) for (name, _), found
+                                   in zip(legs, results, strict=True)])
+        return [ScoredChunk(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
+                            dense=_dense_of(p.vector) if query.with_vectors else None,
+                            legs=scores.get(str(p.id), {}))
+                for p in hits]
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:

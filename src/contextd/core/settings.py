@@ -83,6 +83,26 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, le=1000, description="The k of reciprocal rank fusion.")
     near_duplicate_cosine: float = Field(0.97, gt=0.0, le=1.0, description=(
         "Cosine similarity above which two served chunks count as duplicates."))
+    fusion: Literal["score", "rrf"] = Field(
+        "score", description="How the dense and BM25 legs are fused: 'score' (cosine and "
+        "BM25 relative to the query's best lexical match, weighted; calibrated relevance) or "
+        "'rrf' (reciprocal rank fusion in the engine). Measured in docs/ranking.md.")
+    dense_weight: float = Field(
+        0.7, ge=0.0, le=1.0, description="Weight of the dense cosine in score fusion; BM25 "
+        "relative to the best lexical match of the query gets the rest.")
+    freshness_weight: float = Field(
+        0.05, ge=0.0, le=1.0, description="At most this much is added to an item's fused "
+        "score for freshness, so recency only reorders items whose relevance is that close.")
+    min_relevance: float = Field(
+        0.5, ge=0.0, le=1.0, description="Default minimum calibrated relevance of a served "
+        "item; a bundle with no item reaching it is found=false (a request may override).")
+    relevance_calibration: tuple[float, float, float] = Field(
+        (12.0, 2.0, -7.0), description="Logistic calibration of relevance: coefficients of "
+        "the dense cosine and of the query-term coverage, and the intercept.")
+    freshness_objective_seconds: dict[str, float] = Field(
+        default_factory=dict, description="Per source name or kind: a bundle warns when a "
+        "source it drew on last synced successfully longer ago than this (default: "
+        "quality_lag_objective_seconds).")
     max_request_bytes: int = Field(64 * 1024, ge=1024, description=(
         "Largest request body accepted (413 beyond)."))
     max_query_chars: int = Field(4000, ge=1, description="Longest query accepted (422 beyond).")

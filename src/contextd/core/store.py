@@ -13,6 +13,11 @@ Contract, for every adapter:
   or not at all.
 - Freshness, when asked, is computed by the engine as
   ``score * (floor + (1 - floor) * exp_decay(age, half_life[kind]))``.
+- ``legs``: each retrieval leg (dense, BM25) runs as its own engine query under the same
+  filter, in one batch, and every hit carries its rank and raw score from each leg that
+  returned it (``legs``), so the retriever can fuse on calibrated evidence and explain.
+- ``as_of``: only points whose ``updated_at`` is at or before it are visible (a condition
+  of the same filter, inside the engine).
 - ``with_vectors`` hits carry their dense vector as a float32 array. The Edge adapter reads
   it from a copy kept in the payload (:data:`VECTOR_FIELD`, see :func:`vector_field`); the
   server adapter asks the server for the stored vector. That field never reaches a hit's
@@ -72,8 +77,23 @@ def vector_of(value: object, dim: int) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=np.float32)
 
 
+def merge_legs(results: Sequence[tuple[str, Sequence[Any]]],
+               ) -> tuple[list[Any], dict[str, dict[str, tuple[int, float]]]]:
+    """Hits of several legs as one list (first appearance wins, in leg order), and per id
+    each leg's (0-based rank, raw score)."""
+    hits: dict[str, Any] = {}
+    legs: dict[str, dict[str, tuple[int, float]]] = {}
+    for leg, found in results:
+        for rank, hit in enumerate(found):
+            key = str(hit.id)
+            hits.setdefault(key, hit)
+            legs.setdefault(key, {})[leg] = (rank, float(hit.score))
+    return list(hits.values()), legs
+
+
 def scored_chunks(hits: Sequence[Any], dim: int,
                   fetch: Callable[[list[str]], dict[str, Sequence[float]]] | None,
+                  legs: dict[str, dict[str, tuple[int, float]]] | None = None,
                   ) -> list[ScoredChunk]:
     """Engine hits (anything with ``id``, ``score`` and ``payload``) as chunks. With
     ``fetch`` (a search ``with_vectors``), each carries its vector from the payload copy,
@@ -90,7 +110,8 @@ def scored_chunks(hits: Sequence[Any], dim: int,
             fetched = fetch(missing)
             vectors = [v if v is not None else _array(fetched.get(i))
                        for i, v in zip(ids, vectors, strict=True)]
-    return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v)
+    legs = legs or {}
+    return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v, legs=legs.get(i, {}))
             for i, h, p, v in zip(ids, hits, payloads, vectors, strict=True)]
 
 
@@ -178,16 +199,20 @@ class SearchQuery:
     rrf_k: int = 60
     freshness: Freshness | None = None
     with_vectors: bool = False
+    legs: bool = False
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredChunk:
-    """A search hit: the final engine score, its payload, and the dense vector if asked."""
+    """A search hit: the final engine score, its payload, the dense vector if asked, and
+    (a ``legs`` search) each leg's 0-based rank and raw score by leg name."""
 
     id: str
     score: float
     payload: dict[str, Any]
     dense: np.ndarray | Sequence[float] | None = None
+    legs: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 class VectorStore(Protocol):

@@ -60,6 +60,10 @@ class SourceRecord:
     entity_key: str = ""
     entities: tuple[str, ...] = ()
     fields: Mapping[str, Any] = field(default_factory=dict)
+    # Which clock ``updated_at`` came from: the source's own content clock (``front_matter``,
+    # ``pdf_metadata``, ``docx_core``, ``html_meta``, ``email_date``, ``crm_updated_at``,
+    # ``column``) or, as the last resort, ``mtime``, which a copy or a clone resets.
+    updated_at_source: str = "source"
 
     def __post_init__(self) -> None:
         if self.updated_at.tzinfo is None:

@@ -83,6 +83,7 @@ def doc_hash(record: SourceRecord) -> str:
         "updated_at": iso(record.updated_at), "acl": sorted(set(record.acl)),
         "uri": record.uri, "author": record.author, "entity_key": record.entity_key,
         "entities": sorted(record.entities), "fields": record.fields,
+        "updated_at_source": record.updated_at_source,
     }, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(material.encode()).hexdigest()
 
@@ -103,7 +104,8 @@ def document_payload(record: SourceRecord, version: int) -> dict[str, Any]:
         "source": record.source, "source_id": record.source_id, "kind": record.kind,
         "title": record.title, "title_tokens": count_tokens(f"{record.title}\n"),
         "uri": record.uri, "author": record.author,
-        "updated_at": iso(record.updated_at), "ingested_at": iso(utcnow()),
+        "updated_at": iso(record.updated_at), "updated_at_source": record.updated_at_source,
+        "ingested_at": iso(utcnow()),
         "acl": sorted(set(record.acl)), "entity_key": record.entity_key or
         f"{record.source}:{record.source_id}", "entities": list(record.entities),
         "doc_version": version,

@@ -16,7 +16,9 @@ DEFINITIONS: dict[str, str] = {
         "Share of served items that were the current version when served and have not "
         "been deleted since, checked against the documents table: the document exists, is "
         "not deleted, and its version equals the served one, or is exactly one newer and "
-        "was written after the bundle was served. Anything else counts as not current.",
+        "was written after the bundle was served. An item served as an older version "
+        "of its entity (marked superseded) counts as superseded. Anything else counts as "
+        "not current.",
     "relevance": "Did the bundle rank what matters first?",
     "relevance.ndcg@10":
         "Mean nDCG@10 (gain 2^grade - 1, documents in order of first appearance in the "
@@ -45,5 +47,7 @@ DEFINITIONS: dict[str, str] = {
         "Share of POST /v1/context requests answered with a status >= 400 "
         "(server_error_rate: >= 500).",
     "accessibility.found_context_rate":
-        "Share of served bundles holding at least one item.",
+        "Share of served bundles with found=true: at least one item reached the request's "
+        "min_relevance (calibrated relevance). Only such items are served, so a found "
+        "bundle is one holding items; a bundle of unrelated items no longer counts.",
 }

@@ -84,6 +84,8 @@ def item_was_current(item: dict[str, Any], served_at: datetime,
         return "missing"
     if state.deleted:
         return "deleted"
+    if item.get("superseded"):  # served as an older version of its entity (it said so)
+        return "superseded"
     served_version = int(item.get("doc_version") or 0)
     if state.version == served_version:
         return "current"
@@ -179,6 +181,8 @@ def accessibility(requests: Sequence[RequestOutcome],
     latencies = [r.latency_ms for r in requests]
     errors = sum(1 for r in requests if r.status >= 400)
     server_errors = sum(1 for r in requests if r.status >= 500)
+    # found=true <=> an item reached min_relevance; items below it are never served, so
+    # the stored items are the signal (an item's stored relevance says by how much).
     found = sum(1 for b in bundles if b.items)
     return {
         "latency_ms": figure("accessibility.latency_ms", percentile(latencies, 50),

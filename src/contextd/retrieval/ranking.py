@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
@@ -30,6 +30,16 @@ class Candidate:
     freshness: float
     score: float
     superseded: bool = False
+    # Evidence behind the score (see retrieval.scoring), reported by ``explain``.
+    cosine: float = 0.0
+    bm25: float = 0.0
+    fused: float = 0.0
+    coverage: float = 0.0
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+    exact: list[str] = field(default_factory=list)
+    superseded_by: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def freshness_factor(age_seconds: float, half_life_seconds: float, floor: float) -> float:
@@ -56,19 +66,30 @@ def supersede(candidates: list[Candidate]) -> list[Candidate]:
         if len(versions) < 2:
             continue
         cap = math.inf
+        current = max((c for c in group if c.updated_at == versions[0]), key=lambda c: c.score)
         for version in versions:
             members = [c for c in group if c.updated_at == version]
             if cap is not math.inf:
                 for c in members:
                     c.superseded = True
+                    c.superseded_by = str(current.hit.payload.get("source_id") or current.hit.id)
+                    if c.score > cap:
+                        c.notes.append(f"supersession: ranked below the newer version "
+                                       f"{c.superseded_by}")
                     c.score = min(c.score, cap)
             best = max(c.score for c in members)
-            cap = min(cap, best * (1.0 - 1e-6))
+            cap = min(cap, best - 1e-6 * abs(best) - 1e-9)
     return sorted(candidates, key=lambda c: c.score, reverse=True)
 
 
-def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> list[Candidate]:
+def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float,
+                         dropped: list[tuple[Candidate, str]] | None = None,
+                         ) -> list[Candidate]:
     """Keep the best of each group of chunks whose dense cosine is >= ``threshold``.
+
+    A chunk close to a kept one is dropped unless it matches the query better than each of
+    its kept twins (``fused``, before supersession and freshness): an older version the
+    query targets stays reachable. Dropped chunks and why are appended to ``dropped``.
 
     All pairwise cosines come from one matrix product (vectors are unit length); only a
     candidate close to some better-ranked one needs the sequential check against those
@@ -85,19 +106,37 @@ def drop_near_duplicates(candidates: Sequence[Candidate], threshold: float) -> l
     kept: list[Candidate] = []
     kept_rows: list[int] = []
     seen_hashes: set[str] = set()
+    kept_by_row: dict[int, Candidate] = {}
     for index, cand in enumerate(candidates):
         digest = cand.hit.payload.get("content_hash")
         if digest and digest in seen_hashes:
+            if dropped is not None:
+                dropped.append((cand, "duplicate: same text as a better-ranked item"))
             continue
         r = row_of.get(index)
         if r is not None and r in suspect and kept_rows and close[kept_rows, r].any():
-            continue
+            twins = [kept_by_row[k] for k, near in zip(kept_rows, close[kept_rows, r],
+                                                       strict=True) if near]
+            if all(cand.fused > t.fused for t in twins):
+                cand.notes.append("near-duplicate kept: matches the query better than "
+                                  + ", ".join(_ref(t) for t in twins))
+            else:
+                if dropped is not None:
+                    dropped.append((cand, f"near-duplicate of {_ref(twins[0])} "
+                                          f"(cosine >= {threshold})"))
+                continue
         kept.append(cand)
+        if r is not None:
+            kept_by_row[r] = cand
         if r is not None:
             kept_rows.append(r)
         if digest:
             seen_hashes.add(digest)
     return kept
+
+
+def _ref(cand: Candidate) -> str:
+    return str(cand.hit.payload.get("source_id") or cand.hit.id)
 
 
 @lru_cache(maxsize=4096)
@@ -132,18 +171,21 @@ class Packed:
     tokens: int
 
 
-def pack(candidates: Sequence[Candidate], *, budget: int, top_k: int) -> tuple[list[Packed], bool]:
+def pack(candidates: Sequence[Candidate], *, budget: int, top_k: int,
+         dropped: list[tuple[Candidate, str]] | None = None) -> tuple[list[Packed], bool]:
     """Greedy packing in rank order into ``budget`` cl100k tokens, at most ``top_k`` items.
 
     An item that does not fit is cut to the remaining budget when enough room is left to
     be useful, else skipped for a smaller one. Returns the items and whether anything was
-    cut or left out for lack of budget.
+    cut or left out for lack of budget; with ``dropped``, what was left out and why.
     """
     packed: list[Packed] = []
     used = 0
     truncated = False
-    for cand in candidates:
+    for index, cand in enumerate(candidates):
         if len(packed) >= top_k:
+            if dropped is not None:
+                dropped.extend((c, f"beyond top_k {top_k}") for c in candidates[index:])
             break
         payload = cand.hit.payload
         title = str(payload.get("title") or "")
@@ -160,6 +202,10 @@ def pack(candidates: Sequence[Candidate], *, budget: int, top_k: int) -> tuple[l
             cut = truncate_tokens(text, room)
             cut_tokens = count_tokens(f"{title}\n{cut}")
             if used + cut_tokens <= budget:
+                cand.notes.append(f"budget: text cut from {tokens} to {cut_tokens} tokens")
                 packed.append(Packed(cand, cut, cut_tokens))
                 used += cut_tokens
+                continue
+        if dropped is not None:
+            dropped.append((cand, f"token budget: {tokens} tokens, {budget - used} left"))
     return packed, truncated

@@ -26,8 +26,10 @@ class ContextQuery:
     session_id: str | None = None
     mode: SearchMode = "hybrid"  # dense-only or BM25-only for evaluation
     include_memory: bool = True
-    as_of: datetime | None = None
+    as_of: datetime | None = None  # documents and facts as they were at that instant
     fact_history: bool = False
+    min_relevance: float | None = None  # None: the configured default
+    explain: bool = False
 
 
 @dataclass(slots=True)
@@ -50,6 +52,9 @@ class BundleItem:
     doc_version: int = 0
     superseded: bool = False
     tokens: int = 0
+    updated_at_source: str = ""
+    superseded_by: str | None = None
+    explain: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +72,10 @@ class ContextBundle:
     stats: dict[str, Any]
     facts: list[dict[str, Any]] = field(default_factory=list)
     memory_status: str = "disabled"
+    found: bool = False
+    found_reason: str = ""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] | None = None  # with explain: what was left out and why
 
 
 def memory_text(query: str, summary: str) -> str:
@@ -87,4 +96,7 @@ def bundle_json(bundle: ContextBundle) -> bytes:
         "memory": bundle.memory, "facts": bundle.facts, "memory_status": bundle.memory_status,
         "token_count": bundle.token_count,
         "truncated": bundle.truncated, "stats": bundle.stats,
+        "found": bundle.found, "found_reason": bundle.found_reason,
+        "warnings": bundle.warnings,
+        **({"dropped": bundle.dropped} if bundle.dropped is not None else {}),
     })

@@ -7,6 +7,7 @@ themselves.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,8 @@ from contextd.core.settings import Settings
 from contextd.core.store import Freshness, SearchMode, SearchQuery, SparseVec, VectorStore
 from contextd.core.telemetry import CONTEXT_STAGE, span, tracer
 from contextd.core.types import AccessScope, utcnow
+from contextd.retrieval.exact import exact_terms
+from contextd.retrieval.lag import SourceLag
 from contextd.retrieval.ranking import (
     Candidate,
     drop_near_duplicates,
@@ -32,6 +35,7 @@ from contextd.retrieval.ranking import (
     supersede,
 )
 from contextd.retrieval.schemas import BundleItem, ContextBundle, ContextQuery
+from contextd.retrieval.scoring import Weights, content_words, score
 
 DAY = 86400.0
 log = logging.getLogger(__name__)
@@ -104,12 +108,15 @@ class Retriever:
     """Answers context queries against one store with one pair of encoders."""
 
     def __init__(self, *, store: VectorStore, dense: DenseEncoder, sparse: Bm25Encoder,
-                 settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+                 settings: Settings, clock: Callable[[], datetime] = utcnow,
+                 source_lag: SourceLag | None = None) -> None:
         self.store = store
         self.dense = dense
         self.sparse = sparse
         self.settings = settings
         self.clock = clock
+        self.source_lag = source_lag
+        self._terms: dict[str, bool] = {}
 
     def half_lives(self, overrides: dict[str, float]) -> dict[str, float]:
         """Half-life in seconds per kind: settings, overridden by the request."""
@@ -143,17 +150,57 @@ class Retriever:
         return self._candidates(query, dense, sparse, resolved, limit=limit, mode=mode,
                                 timer=timer, freshness=freshness)
 
+
     def _candidates(self, query: ContextQuery, dense: np.ndarray | None,
                     sparse: SparseVec | None, scope: AccessScope, *, limit: int,
                     mode: SearchMode, timer: StageTimer, freshness: bool) -> list[Candidate]:
+        """Scored candidates, best first (``fusion``: 'score' fuses in Python on the legs'
+        raw scores, 'rrf' lets the engine fuse ranks and weigh freshness)."""
         now = self.clock()
-        half_lives = self.half_lives(query.half_life_days)
-        floor = self.settings.freshness_floor
-        fresh = Freshness(now=now, half_life_seconds=half_lives, floor=floor) if freshness else None
+        half_lives = self.half_lives(query.half_life_days) if freshness else None
+        if self.settings.fusion == "rrf":
+            return self._rrf_candidates(query, dense, sparse, scope, limit=limit, mode=mode,
+                                        timer=timer, half_lives=half_lives, now=now)
         request = SearchQuery(
             scope=scope, limit=limit, dense=None if dense is None else dense.tolist(),
             sparse=sparse, mode=mode, prefetch_limit=max(self.settings.prefetch_limit, limit),
-            rrf_k=self.settings.rrf_k, freshness=fresh, with_vectors=True,
+            with_vectors=True, legs=True, as_of=query.as_of)
+        with timer.stage("search"):
+            hits = self.store.search(request)
+        with timer.stage("score"):
+            words = content_words(query.query, self._is_term)
+            ranked = score(hits, dense, weights=self.weights, terms=exact_terms(query.query),
+                           now=query.as_of or now, half_lives=half_lives, words=words)
+        return ranked
+
+    def _is_term(self, word: str) -> bool:
+        """Whether BM25 indexes ``word`` (not a stopword); cached per word."""
+        known = self._terms.get(word)
+        if known is None:
+            known = bool(self.sparse.encode_query(word).indices)
+            if len(self._terms) < 100_000:
+                self._terms[word] = known
+        return known
+
+    @property
+    def weights(self) -> Weights:
+        s = self.settings
+        return Weights(dense_weight=s.dense_weight, freshness_weight=s.freshness_weight,
+                       floor=s.freshness_floor, calibration=s.relevance_calibration)
+
+    def _rrf_candidates(self, query: ContextQuery, dense: np.ndarray | None,
+                        sparse: SparseVec | None, scope: AccessScope, *, limit: int,
+                        mode: SearchMode, timer: StageTimer, half_lives: dict[str, float] | None,
+                        now: datetime) -> list[Candidate]:
+        """Engine-side RRF with the freshness formula multiplying the fused score (the
+        scheme docs/ranking.md compares score fusion with)."""
+        floor = self.settings.freshness_floor
+        fresh = Freshness(now=now, half_life_seconds=half_lives, floor=floor) \
+            if half_lives is not None else None
+        request = SearchQuery(
+            scope=scope, limit=limit, dense=None if dense is None else dense.tolist(),
+            sparse=sparse, mode=mode, prefetch_limit=max(self.settings.prefetch_limit, limit),
+            rrf_k=self.settings.rrf_k, freshness=fresh, with_vectors=True, as_of=query.as_of,
         )
         with timer.stage("search"):
             hits = self.store.search(request)
@@ -163,14 +210,14 @@ class Retriever:
         for hit in hits:
             updated_at = parse_ts(hit.payload.get("updated_at"))
             factor = 1.0
-            if fresh is not None:
+            if half_lives is not None:
                 half_life = half_lives.get(str(hit.payload.get("kind")), 180 * DAY)
                 factor = freshness_factor((now - updated_at).total_seconds(), half_life, floor)
             raw = hit.score / factor if factor else 0.0
             relevance = raw / max_rrf if mode == "hybrid" else raw
             candidates.append(Candidate(hit=hit, updated_at=updated_at,
                                         relevance=relevance, freshness=factor,
-                                        score=relevance * factor))
+                                        score=relevance * factor, fused=relevance))
         return candidates
 
     def bundle(self, query: ContextQuery, scope: ScopeSource,
@@ -178,10 +225,11 @@ class Retriever:
                memory: MemoryProvider | None = None) -> ContextBundle:
         """A packed, cited bundle of what ``scope`` may see that best answers ``query``.
 
-        With ``memory`` (and ``query.include_memory``), the user's relevant past
-        interactions and the facts valid for the entities the bundle mentions share the
-        token budget with the items (at most ``memory_token_share`` of it). If memory
-        fails, the items are still served and ``memory_status`` says ``unavailable``.
+        Items below ``min_relevance`` are not served; ``found`` says whether any item
+        reached it, and why not. With ``memory`` (and ``query.include_memory``), the user's
+        relevant past interactions and the facts valid for the entities the bundle mentions
+        share the token budget with the items (at most ``memory_token_share`` of it). If
+        memory fails, the items are still served and ``warnings`` says so.
         """
         timer = timer or StageTimer()
         started = time.perf_counter()
@@ -190,21 +238,34 @@ class Retriever:
         candidates = self._candidates(query, dense, sparse, resolved, limit=limit,
                                       mode=query.mode, timer=timer,
                                       freshness=query.freshness_enabled)
+        dropped: list[tuple[Candidate, str]] | None = [] if query.explain else None
+        floor = self.settings.min_relevance if query.min_relevance is None \
+            else query.min_relevance
         with timer.stage("rank"):
             ranked = drop_near_duplicates(supersede(candidates),
-                                          self.settings.near_duplicate_cosine)
+                                          self.settings.near_duplicate_cosine, dropped)
+            relevant = [c for c in ranked if c.relevance >= floor]
+            if dropped is not None:
+                dropped.extend((c, f"relevance {c.relevance:.3f} below min_relevance "
+                                   f"{floor}") for c in ranked if c.relevance < floor)
         recalled = Recalled(status="disabled")
         if memory is not None and query.include_memory and dense is not None:
             with timer.stage("memory"):
-                recalled = self._recall(memory, query, dense, resolved, ranked)
+                recalled = self._recall(memory, query, dense, resolved, relevant)
         with timer.stage("pack"):
-            packed, truncated = pack(ranked, budget=query.token_budget - recalled.tokens,
-                                     top_k=query.top_k)
-            items = [_item(p.candidate, p.text, p.tokens) for p in packed]
+            packed, truncated = pack(relevant, budget=query.token_budget - recalled.tokens,
+                                     top_k=query.top_k, dropped=dropped)
+            items = [_item(p.candidate, p.text, p.tokens, query.explain) for p in packed]
+            if query.explain:
+                for item, p in zip(items, packed, strict=True):
+                    if item.explain is not None:
+                        item.explain["matched_terms"] = self.matched_terms(query.query,
+                                                                           p.candidate)
             mentioned = {e for p in packed for e in _entities(p.candidate)}
             facts = [f for f in recalled.facts if f["entity"] in mentioned]
         token_count = sum(i.tokens for i in items) + sum(m["tokens"] for m in recalled.memory) \
             + sum(f["tokens"] for f in facts)
+        found, reason = _found(items, ranked, floor)
         stats = {
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
             "stages_ms": dict(timer.stages),
@@ -216,9 +277,48 @@ class Retriever:
             bundle_id=str(uuid.uuid4()), query=query.query, user_id=query.user_id,
             generated_at=self.clock(), items=items, memory=recalled.memory,
             token_count=token_count, truncated=truncated, stats=stats, facts=facts,
-            memory_status=recalled.status,
+            memory_status=recalled.status, found=found, found_reason=reason,
+            warnings=self._warnings(query, dense, sparse, candidates, recalled),
+            dropped=None if dropped is None else [_dropped(c, why) for c, why in dropped],
         )
 
+    def matched_terms(self, query: str, cand: Candidate) -> list[str]:
+        """The query's words whose BM25 terms (stemmed, as indexed) the chunk holds."""
+        payload = cand.hit.payload
+        held = self.sparse.terms(f"{payload.get('title') or ''}\n{payload.get('text') or ''}")
+        out = []
+        for word in dict.fromkeys(re.findall(r"[\w-]+", query)):
+            ids = self.sparse.encode_query(word).indices
+            if ids and set(ids) <= held:
+                out.append(word)
+        return out
+
+    def _warnings(self, query: ContextQuery, dense: np.ndarray | None,
+                  sparse: SparseVec | None, candidates: Sequence[Candidate],
+                  recalled: Recalled) -> list[dict[str, Any]]:
+        """What degraded this bundle: a leg that did not run, a source past its freshness
+        objective, memory that could not be read."""
+        out: list[dict[str, Any]] = []
+        if query.mode != "sparse" and dense is None:
+            out.append({"code": "leg_not_run", "leg": "dense",
+                        "message": "the dense leg did not run: no query vector"})
+        if query.mode != "dense" and (sparse is None or not sparse.indices):
+            out.append({"code": "leg_not_run", "leg": "bm25",
+                        "message": "the BM25 leg did not run: the query has no indexable "
+                                   "terms (only stopwords or punctuation)"})
+        if query.mode != "hybrid":
+            out.append({"code": "leg_not_run",
+                        "leg": "bm25" if query.mode == "dense" else "dense",
+                        "message": f"mode {query.mode!r} runs one leg only"})
+        if recalled.status == "unavailable":
+            out.append({"code": "memory_unavailable",
+                        "message": "memory could not be read; items only"})
+        if self.source_lag is not None and candidates:
+            kinds: dict[str, str] = {}
+            for c in candidates:
+                kinds.setdefault(str(c.hit.payload.get("source")), str(c.hit.payload.get("kind")))
+            out.extend(self.source_lag.late(kinds, self.clock()))
+        return out
     def _recall(self, memory: MemoryProvider, query: ContextQuery, dense: np.ndarray,
                 scope: AccessScope, ranked: list[Candidate]) -> Recalled:
         """Past interactions (at most ``memory_top_k``), then facts for the entities of the
@@ -275,7 +375,46 @@ def _entities(cand: Candidate) -> list[str]:
     return [key, *(str(e) for e in related)] if key else [str(e) for e in related]
 
 
-def _item(cand: Candidate, text: str, tokens: int) -> BundleItem:
+def _found(items: Sequence[BundleItem], ranked: Sequence[Candidate],
+           floor: float) -> tuple[bool, str]:
+    if items:
+        exact = sum(1 for i in items if i.relevance >= 0.99)
+        return True, (f"{len(items)} item(s) at or above min_relevance {floor}"
+                      + (f", {exact} exact match(es)" if exact else ""))
+    if not ranked:
+        return False, "nothing visible to this user matched the query"
+    best = max(c.relevance for c in ranked)
+    if best < floor:
+        return False, (f"no item reached min_relevance {floor} (best relevance "
+                       f"{best:.3f}): the answer is probably not in the visible sources")
+    return False, "items reached min_relevance but none fit the token budget"
+
+
+def _dropped(cand: Candidate, why: str) -> dict[str, Any]:
+    payload = cand.hit.payload
+    return {"id": cand.hit.id, "source": payload.get("source"),
+            "source_id": payload.get("source_id"), "title": payload.get("title") or "",
+            "relevance": round(cand.relevance, 6), "score": round(cand.score, 6),
+            "reason": why}
+
+
+def explanation(cand: Candidate) -> dict[str, Any]:
+    """Why an item ranks where it does: each leg's rank and score, the exact matches,
+    the freshness factor and its clock, and what supersession, de-duplication and the
+    budget did."""
+    payload = cand.hit.payload
+    return {
+        "dense_rank": cand.dense_rank, "dense_score": round(cand.cosine, 6),
+        "bm25_rank": cand.bm25_rank, "bm25_score": round(cand.bm25, 6),
+        "fused": round(cand.fused, 6), "coverage": round(cand.coverage, 6),
+        "relevance": round(cand.relevance, 6), "exact_matches": list(cand.exact),
+        "freshness_factor": round(cand.freshness, 6),
+        "freshness_clock": str(payload.get("updated_at_source") or "unknown"),
+        "superseded_by": cand.superseded_by or None, "notes": list(cand.notes),
+    }
+
+
+def _item(cand: Candidate, text: str, tokens: int, explain: bool = False) -> BundleItem:
     payload = cand.hit.payload
     return BundleItem(
         id=cand.hit.id, kind=str(payload.get("kind")), source=str(payload.get("source")),
@@ -285,5 +424,7 @@ def _item(cand: Candidate, text: str, tokens: int) -> BundleItem:
         relevance=round(cand.relevance, 6), freshness=round(cand.freshness, 6),
         citation=citation(payload), entity_key=str(payload.get("entity_key") or ""),
         doc_version=int(payload.get("doc_version") or 0), superseded=cand.superseded,
-        tokens=tokens,
+        tokens=tokens, updated_at_source=str(payload.get("updated_at_source") or "unknown"),
+        superseded_by=cand.superseded_by or None,
+        explain=explanation(cand) if explain else None,
     )

@@ -20,6 +20,7 @@ def query_hash(query: str) -> str:
 def served_items(bundle: ContextBundle) -> list[dict[str, Any]]:
     return [{"id": i.id, "source": i.source, "source_id": i.source_id, "kind": i.kind,
              "doc_version": i.doc_version, "updated_at": i.updated_at, "score": i.score,
+             "relevance": i.relevance, "superseded": i.superseded,
              "tokens": i.tokens} for i in bundle.items]
 
 

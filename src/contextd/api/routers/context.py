@@ -96,7 +96,8 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         if freshness else {},
         freshness_enabled=freshness.enabled if freshness else True,
         session_id=body.session_id, include_memory=body.include_memory, as_of=body.as_of,
-        fact_history=body.fact_history,
+        fact_history=body.fact_history, min_relevance=body.min_relevance,
+        explain=body.explain,
     )
     try:
         bundle = runtime.retriever.bundle(request, scope, timer, memory=runtime.memory_recall)
