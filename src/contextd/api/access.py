@@ -1,4 +1,5 @@
-"""What ``POST /v1/context`` applies per key besides the ACL: output limits, redaction, audit.
+"""What ``POST /v1/context`` applies per key besides the ACL: the user binding, output
+limits, redaction, audit.
 
 Kept out of the router so the route stays a short sequence of calls.
 """
@@ -10,6 +11,7 @@ from functools import lru_cache
 
 from sqlalchemy.engine import Engine
 
+from contextd.api.binding import acting_user
 from contextd.api.schemas import ContextRequestIn
 from contextd.core.errors import InvalidInput
 from contextd.core.settings import Settings
@@ -33,6 +35,17 @@ def context_scope(engine: Engine, *, user_id: str, key: KeyPolicy,
     principals = effective_principals(engine, user_id=user_id, outage_grace=outage_grace)
     return AccessScope(principals).narrowed(sources=key.sources, kinds=key.kinds).narrowed(
         sources=sources, kinds=kinds)
+
+
+def bound_request(runtime: Runtime, key: ApiKey,
+                  body: ContextRequestIn) -> tuple[ContextRequestIn, str]:
+    """``body`` and the user it acts for: its own ``user_id`` if the key may act for it
+    (else 403), the key's one bound user if left out (else 422)."""
+    user_id = acting_user(runtime.engine, key, body.user_id,
+                          outage_grace=runtime.settings.db_outage_grace_seconds)
+    if user_id != body.user_id:
+        body = body.model_copy(update={"user_id": user_id})
+    return body, user_id
 
 
 def apply_key_limits(key: ApiKey, body: ContextRequestIn) -> ContextRequestIn:

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
+from contextd.api.bodies import JsonBodyGuardMiddleware
 from contextd.api.dashboard import routes as dashboard
 from contextd.api.deps import single_valued_query
 from contextd.api.docs import install_offline_docs
@@ -94,6 +95,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     document_errors(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, telemetry=settings.telemetry_enabled)
+    # Outside every layer that parses a body: deep nesting and lone surrogates are refused
+    # before a decoder can recurse on them or a tokenizer choke on them.
+    app.add_middleware(JsonBodyGuardMiddleware, max_bytes=settings.max_request_bytes,
+                       max_depth=settings.max_json_depth)
     # Outermost, so request outcomes the inner layers answer (413, 401, 5xx) are recorded.
     app.add_middleware(ContextOutcomeMiddleware)
     return app

@@ -131,7 +131,10 @@ class RunQueuedOut(BaseModel):
 class QuarantineOut(BaseModel):
     source_id: str
     error: str
-    payload: str
+    fields: list[str] = Field(description="Field names of the raw record (as far as the "
+                                          "stored excerpt shows them).")
+    payload: str | None = Field(description="The raw record excerpt: admins only (null for "
+                                            "other roles), as it may hold restricted text.")
     attempts: int
     first_seen_at: datetime
     last_seen_at: datetime

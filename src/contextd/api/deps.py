@@ -73,6 +73,10 @@ async def current_key(
     limiter: RateLimiter = request.app.state.rate_limiter
     key = await in_thread(_admit, runtime, limiter, token, request.url.path)
     request.scope.setdefault("state", {})[AUTHENTICATED] = key.id
+    if (key.role == "agent" and not key.policy.bound
+            and runtime.settings.require_bound_agent_keys):
+        raise PermissionDenied("this agent key is not bound to users, and the service "
+                               "requires bound agent keys: bind it (PUT /v1/keys/{id}/policy)")
     max_bytes = key.policy.max_request_bytes
     if max_bytes is not None and len(await request.body()) > max_bytes:
         raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",

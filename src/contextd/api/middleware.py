@@ -30,7 +30,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any],
+async def send_json(send: Send, status: int, body: dict[str, Any],
                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
@@ -57,10 +57,10 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_json(send, 400, error_body("bad_request", "bad Content-Length"))
+                    await send_json(send, 400, error_body("bad_request", "bad Content-Length"))
                     return
                 if declared > self.max_bytes:
-                    await _send_json(send, 413, too_large)
+                    await send_json(send, 413, too_large)
                     return
         received = 0
         started = False
@@ -84,7 +84,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _send_json(send, 413, too_large)
+                await send_json(send, 413, too_large)
 
 
 class RequestContextMiddleware:

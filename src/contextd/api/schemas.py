@@ -9,6 +9,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 KindName = Literal["document", "email", "crm"]
 Ident = Field(min_length=1, max_length=200, pattern=r"^[^\s:]+$")
+BOUND_USER = ("The user the request acts for. A key bound to users may act only for them "
+              "(any other is a 403); a key bound to exactly one user may leave it out.")
 
 
 class Strict(BaseModel):
@@ -26,7 +28,8 @@ class FreshnessIn(Strict):
 
 class ContextRequestIn(Strict):
     query: str = Field(min_length=1, description="What the agent needs context for.")
-    user_id: str = Ident
+    user_id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\s:]+$",
+                                description=BOUND_USER)
     token_budget: int = Field(2000, ge=1)
     top_k: int = Field(20, ge=1)
     kinds: list[KindName] | None = Field(None, min_length=1)
@@ -221,8 +224,17 @@ class GroupsPageOut(BaseModel):
 
 
 class KeyPolicyIn(Strict):
-    """A key's scope (None: not narrowed) and limits (None: the service defaults)."""
+    """A key's binding (None: unbound), scope (None: not narrowed) and limits (None: the
+    service defaults)."""
 
+    user_ids: list[Annotated[str, Ident]] | None = Field(
+        None, min_length=1, max_length=1000, description=(
+            "Bind the key to these users: it acts only for them (any other user_id is a "
+            "403); with exactly one user and no group, user_id may be left out."))
+    group: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[^\s:]+$", description=(
+            "Bind the key to the members of this group (nested groups count), read from "
+            "the principals directory on every request."))
     sources: list[SourceName] | None = Field(None, max_length=1000, description=(
         "Sources (connector names) this key may read; intersected with every request."))
     kinds: list[KindName] | None = Field(None, description="Kinds this key may read.")
@@ -240,6 +252,8 @@ class KeyCreateIn(Strict):
 
 
 class KeyPolicyOut(BaseModel):
+    user_ids: list[str] | None
+    group: str | None
     sources: list[str] | None
     kinds: list[str] | None
     rate_per_minute: int | None
@@ -253,6 +267,8 @@ class KeyOut(BaseModel):
     id: str
     name: str
     role: str
+    bound: bool = Field(description="True when the key acts only for the users its policy "
+                                    "names (user_ids, group).")
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
@@ -339,7 +355,8 @@ EntityKey = Field(min_length=3, max_length=300, pattern=r"^[^\s:]+:\S+$")
 
 
 class InteractionIn(Strict):
-    user_id: str = Ident
+    user_id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\s:]+$",
+                                description=BOUND_USER)
     query: str = Field(min_length=1, description="What the user asked.")
     summary: str = Field("", description="A summary of the response given.")
     session_id: str | None = Field(None, min_length=1, max_length=200)
@@ -364,6 +381,10 @@ class InteractionOut(BaseModel):
     outcome: str | None
     entities: list[str]
     created_at: datetime
+    sources: list[str] | None = Field(description=(
+        "The sources of the key (and bundle) that recorded it; null: not narrowed. Only "
+        "readers whose own scope covers them see the interaction."))
+    kinds: list[str] | None = Field(description="The kinds likewise; null: not narrowed.")
 
 
 class InteractionPageOut(BaseModel):

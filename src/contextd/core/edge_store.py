@@ -27,6 +27,7 @@ from qdrant_edge import (
     Formula,
     Fusion,
     MatchAny,
+    MatchExcept,
     MatchValue,
     Modifier,
     PayloadSchemaType,
@@ -73,7 +74,11 @@ def scope_filter(scope: AccessScope, extra: Sequence[Any] = (),
     if scope.kinds is not None:
         must.append(FieldCondition("kind", match=MatchAny(sorted(scope.kinds))))
     must.extend(extra)
-    return Filter(must=must)
+    must_not: list[Any] = []
+    for name, allowed in scope.within:
+        must.append(FieldCondition(name, match=MatchAny(sorted(allowed))))
+        must_not.append(FieldCondition(name, match=MatchExcept(sorted(allowed))))
+    return Filter(must=must, must_not=must_not or None)
 
 
 def freshness_formula(freshness: Freshness) -> Formula:

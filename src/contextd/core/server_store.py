@@ -54,7 +54,12 @@ def scope_filter(scope: AccessScope, as_of: datetime | None = None) -> m.Filter:
         must.append(m.FieldCondition(key="source", match=m.MatchAny(any=sorted(scope.sources))))
     if scope.kinds is not None:
         must.append(m.FieldCondition(key="kind", match=m.MatchAny(any=sorted(scope.kinds))))
-    return m.Filter(must=must)
+    must_not: list[m.Condition] = []
+    for name, allowed in scope.within:
+        must.append(m.FieldCondition(key=name, match=m.MatchAny(any=sorted(allowed))))
+        must_not.append(m.FieldCondition(key=name,
+                                         match=m.MatchExcept(**{"except": sorted(allowed)})))
+    return m.Filter(must=must, must_not=must_not or None)
 
 
 def freshness_formula(freshness: Freshness) -> m.FormulaQuery:

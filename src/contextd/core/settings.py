@@ -6,6 +6,7 @@ instead of patching the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -210,6 +211,27 @@ class Settings(BaseSettings):
     auto_rebuild: bool = Field(True, description=(
         "Re-embed the affected connectors from their sources when the store is missing "
         "or behind the SQL documents."))
+    # Hard limits on the API side: key binding, request bodies, dashboard logins
+    require_bound_agent_keys: bool = Field(False, description=(
+        "Refuse to create agent keys that are not bound to users (policy user_ids or "
+        "group), and refuse every request of one that exists (403)."))
+    max_json_depth: int = Field(32, ge=2, le=10_000, description=(
+        "Deepest nesting of arrays and objects a JSON request body may have; deeper is a "
+        "400 before any parser recurses on it."))
+    login_attempts_per_minute: int = Field(5, ge=1, le=10_000, description=(
+        "Dashboard login attempts allowed per client address and per key id within a "
+        "minute (a bucket refilling over the minute); past it, 429 with Retry-After."))
+    trusted_proxies: list[str] = Field(default_factory=list, description=(
+        "Addresses or CIDR ranges of reverse proxies whose X-Forwarded-Proto and "
+        "X-Forwarded-For are believed (session cookies are Secure behind TLS; login "
+        "throttling counts the real client). Empty: forwarded headers are ignored."))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
 
     @field_validator("half_life_days")
     @classmethod

@@ -114,13 +114,17 @@ class AccessScope:
     principals: frozenset[str]
     sources: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
+    # (payload field, allowed values): a point matches only when it holds at least one
+    # value in that field and every value it holds is allowed (the memory of interactions
+    # recorded under a scope is read only by keys whose scope covers it).
+    within: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def narrowed(self, *, sources: frozenset[str] | None = None,
                  kinds: frozenset[str] | None = None) -> AccessScope:
         """This scope intersected with more limits (None: no limit); it never widens."""
         return AccessScope(principals=self.principals,
                            sources=_intersect(self.sources, sources),
-                           kinds=_intersect(self.kinds, kinds))
+                           kinds=_intersect(self.kinds, kinds), within=self.within)
 
     @property
     def is_empty(self) -> bool:
@@ -129,6 +133,7 @@ class AccessScope:
             not self.principals
             or (self.sources is not None and not self.sources)
             or (self.kinds is not None and not self.kinds)
+            or any(not allowed for _, allowed in self.within)
         )
 
 

@@ -150,22 +150,29 @@ def _facts_of() -> Any:
 
 
 _FACTS_OF = _facts_of()
+# The same, from the records of some sources only (a request whose key or filters name them).
+_FACTS_OF_SOURCES = _FACTS_OF.where(
+    EntityFact.__table__.c.source.in_(  # type: ignore[attr-defined]
+        bindparam("sources", expanding=True)))
 
 
 def facts_for(engine: Engine, entity_keys: Sequence[str], *, principals: frozenset[str],
-              as_of: datetime | None = None, history: bool = False) -> list[dict[str, Any]]:
+              as_of: datetime | None = None, history: bool = False,
+              sources: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """The facts valid at ``as_of`` (default now) for ``entity_keys`` that ``principals``
-    may see, one per (entity, attribute); with ``history``, each carries its earlier values
-    up to ``as_of``."""
+    may see, from records of ``sources`` (None: any), one per (entity, attribute); with
+    ``history``, each carries its earlier values up to ``as_of``."""
     keys = sorted(set(entity_keys))
-    if not keys:
+    if not keys or (sources is not None and not sources):
         return []
     at = as_utc(as_of or utcnow())
+    statement = _FACTS_OF if sources is None else _FACTS_OF_SOURCES
+    extra = {} if sources is None else {"sources": sorted(sources)}
     rows: list[Any] = []
     with engine.connect() as connection:
         for start in range(0, len(keys), _IN_CHUNK):
             rows.extend(connection.execute(
-                _FACTS_OF, {"keys": keys[start:start + _IN_CHUNK], "at": at}))
+                statement, {"keys": keys[start:start + _IN_CHUNK], "at": at, **extra}))
     timelines: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         if principals.isdisjoint(row.acl):

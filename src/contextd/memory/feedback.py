@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,11 +47,15 @@ class Feedback:
     created_at: datetime
 
 
-def record_feedback(engine: Engine, memory_engine: Engine, new: NewFeedback) -> Feedback:
-    """Validate against the served bundle, then store; nothing is stored on any error."""
+def record_feedback(engine: Engine, memory_engine: Engine, new: NewFeedback,
+                    user_allowed: Callable[[str], bool] = lambda _: True) -> Feedback:
+    """Validate against the served bundle, then store; nothing is stored on any error.
+
+    A bundle served to a user ``user_allowed`` refuses gets the same answer as an unknown
+    bundle, so feedback cannot probe which bundles exist."""
     with Session(engine) as session:
         bundle = session.get(BundleServed, new.bundle_id)
-        if bundle is None:
+        if bundle is None or not user_allowed(bundle.user_id):
             raise NotFound(f"bundle {new.bundle_id!r} was not served (or was forgotten)",
                            details=[{"field": "bundle_id"}])
         served = {str(item.get("id")) for item in bundle.items}

@@ -1,6 +1,11 @@
 """Interactions: recorded in SQL and embedded into the memory collection, listed, forgotten,
 and purged after their TTL.
 
+Each interaction keeps the scope (sources, kinds) of the key and bundle that produced it,
+in SQL (``interaction_scopes``) and in its vector's payload; a reader is shown it only when
+that scope lies within the reader's own, and both SQL and the vector filter say so in the
+query itself (see :func:`scope_clause` and :func:`memory_scope`).
+
 SQL is the source of truth; the vector (same id as the row) only finds candidates. A
 write is all-or-nothing: the row is flushed, the vector written, then the row committed;
 if the commit fails the vector is removed again. Deletions remove vectors first, so a
@@ -18,23 +23,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, exists, or_
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, delete, func, select
 
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
 from contextd.core.errors import InvalidInput
 from contextd.core.store import ChunkPoint, VectorStore, WriteBatch
 from contextd.core.telemetry import MEMORY_INTERACTIONS, MEMORY_PURGED, span
-from contextd.core.types import as_utc, iso, utcnow
+from contextd.core.types import AccessScope, as_utc, iso, utcnow
 from contextd.retrieval.schemas import memory_text
 from contextd.state.db import session_scope
-from contextd.state.tables import BundleServed, FeedbackRow, InteractionEntity, InteractionRow
+from contextd.state.tables import (
+    BundleServed,
+    FeedbackRow,
+    InteractionEntity,
+    InteractionRow,
+    InteractionScope,
+)
 
 log = logging.getLogger(__name__)
 
 INTERACTION_KIND = "interaction"
+UNSCOPED = "*"  # the stored scope value of a dimension the producing key did not narrow
 _BATCH = 500
+_DIMENSIONS = (("source", "scope_sources"), ("kind", "scope_kinds"))
 
 
 def memory_source(user_id: str) -> str:
@@ -57,6 +71,16 @@ class NewInteraction:
     agent: str = ""
     key_id: str = ""
     created_at: datetime | None = None
+    sources: frozenset[str] | None = None  # the producing key's scope; None: not narrowed
+    kinds: frozenset[str] | None = None
+
+
+def _stored(values: frozenset[str] | None) -> list[str]:
+    return [UNSCOPED] if values is None else sorted(values)
+
+
+def _shown(values: Sequence[str]) -> list[str] | None:
+    return None if UNSCOPED in values else sorted(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +97,8 @@ class Interaction:
     outcome: str | None
     entities: list[str]
     created_at: datetime
+    sources: list[str] | None = None
+    kinds: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -83,9 +109,42 @@ class Page:
     next_cursor: str | None = None
 
 
-def _public(row: InteractionRow, entities: Sequence[str]) -> Interaction:
+def _public(row: InteractionRow, entities: Sequence[str],
+            scope: dict[str, list[str]] | None = None) -> Interaction:
+    scope = scope or {}
     return Interaction(row.id, row.user_id, row.agent, row.session_id, row.query, row.summary,
-                       row.bundle_id, row.outcome, sorted(entities), as_utc(row.created_at))
+                       row.bundle_id, row.outcome, sorted(entities), as_utc(row.created_at),
+                       _shown(scope.get("source", [UNSCOPED])),
+                       _shown(scope.get("kind", [UNSCOPED])))
+
+
+def scope_clause(*, sources: frozenset[str] | None,
+                 kinds: frozenset[str] | None) -> list[ColumnElement[bool]]:
+    """SQL conditions on ``InteractionRow``: its stored scope lies within a reader's
+    ``sources`` / ``kinds`` (None: the reader is not narrowed in that dimension). Same
+    rule as :func:`memory_scope` in the vector filter: at least one stored value, and
+    every stored value allowed (so ``*``, not narrowed, only reaches unnarrowed readers)."""
+    clauses: list[ColumnElement[bool]] = []
+    for (dimension, _), allowed in zip(_DIMENSIONS, (sources, kinds), strict=True):
+        if allowed is None:
+            continue
+        scoped = and_(col(InteractionScope.interaction_id) == col(InteractionRow.id),
+                      col(InteractionScope.dimension) == dimension)
+        clauses.append(exists().where(scoped, col(InteractionScope.value).in_(sorted(allowed))))
+        clauses.append(~exists().where(scoped,
+                                       col(InteractionScope.value).not_in(sorted(allowed))))
+    return clauses
+
+
+def memory_scope(user_id: str, *, sources: frozenset[str] | None,
+                 kinds: frozenset[str] | None) -> AccessScope:
+    """The vector filter of ``user_id``'s interactions a reader scoped to ``sources`` /
+    ``kinds`` may recall (same rule as :func:`scope_clause`)."""
+    within = tuple((field, allowed) for (_, field), allowed
+                   in zip(_DIMENSIONS, (sources, kinds), strict=True) if allowed is not None)
+    return AccessScope(principals=frozenset({f"user:{user_id}"}),
+                       sources=frozenset({memory_source(user_id)}),
+                       kinds=frozenset({INTERACTION_KIND}), within=within)
 
 
 def record_interaction(engine: Engine, store: VectorStore, dense: DenseEncoder,
@@ -103,6 +162,7 @@ def record_interaction(engine: Engine, store: VectorStore, dense: DenseEncoder,
             "kind": INTERACTION_KIND, "acl": [f"user:{new.user_id}"],
             "user_id": new.user_id, "session_id": new.session_id or "",
             "updated_at": iso(created_at), "text": text, "entity_key": interaction_id,
+            "scope_sources": _stored(new.sources), "scope_kinds": _stored(new.kinds),
         })
         row = InteractionRow(id=interaction_id, user_id=new.user_id, agent=new.agent,
                              key_id=new.key_id, session_id=new.session_id, query=new.query,
@@ -116,6 +176,11 @@ def record_interaction(engine: Engine, store: VectorStore, dense: DenseEncoder,
                 session.flush()
                 session.add_all([InteractionEntity(interaction_id=interaction_id,
                                                    entity_key=e) for e in entities])
+                session.add_all([InteractionScope(interaction_id=interaction_id,
+                                                  dimension=dimension, value=value)
+                                 for (dimension, _), values in zip(
+                                     _DIMENSIONS, (new.sources, new.kinds), strict=True)
+                                 for value in _stored(values)])
                 session.flush()
                 store.write(WriteBatch(upserts=[point]))
                 stored_vector = True
@@ -128,7 +193,8 @@ def record_interaction(engine: Engine, store: VectorStore, dense: DenseEncoder,
                                             "interaction_id": interaction_id,
                                             "user_id": new.user_id,
                                             "session_id": new.session_id})
-    return _public(row, entities)
+    return _public(row, entities, {"source": _stored(new.sources),
+                                   "kind": _stored(new.kinds)})
 
 
 def _encode_cursor(row: InteractionRow) -> str:
@@ -146,14 +212,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
                            details=[{"field": "cursor"}]) from exc
 
 
-def list_interactions(engine: Engine, *, user_id: str | None = None,
+def list_interactions(engine: Engine, *, user_ids: frozenset[str] | None = None,
                       session_id: str | None = None, entity: str | None = None,
-                      limit: int = 50, cursor: str | None = None) -> Page:
-    """Interactions matching every given filter, newest first, keyset-paged (a page never
-    repeats or skips rows when new ones arrive meanwhile)."""
-    query = select(InteractionRow)
-    if user_id is not None:
-        query = query.where(InteractionRow.user_id == user_id)
+                      limit: int = 50, cursor: str | None = None,
+                      sources: frozenset[str] | None = None,
+                      kinds: frozenset[str] | None = None) -> Page:
+    """Interactions of ``user_ids`` (None: any user) matching every given filter and
+    recorded within the reader's ``sources`` / ``kinds`` (None: not narrowed), newest
+    first, keyset-paged (a page never repeats or skips rows when new ones arrive
+    meanwhile)."""
+    query = select(InteractionRow).where(*scope_clause(sources=sources, kinds=kinds))
+    if user_ids is not None:
+        query = query.where(col(InteractionRow.user_id).in_(sorted(user_ids)))
     if session_id is not None:
         query = query.where(InteractionRow.session_id == session_id)
     if entity is not None:
@@ -172,23 +242,32 @@ def list_interactions(engine: Engine, *, user_id: str | None = None,
         more = len(rows) > limit
         rows = rows[:limit]
         links: dict[str, list[str]] = {}
+        scopes: dict[str, dict[str, list[str]]] = {}
         if rows:
+            ids = [r.id for r in rows]
             for link in session.exec(select(InteractionEntity).where(
-                    col(InteractionEntity.interaction_id).in_([r.id for r in rows]))):
+                    col(InteractionEntity.interaction_id).in_(ids))):
                 links.setdefault(link.interaction_id, []).append(link.entity_key)
-    return Page([_public(r, links.get(r.id, [])) for r in rows],
+            for held in session.exec(select(InteractionScope).where(
+                    col(InteractionScope.interaction_id).in_(ids))):
+                scopes.setdefault(held.interaction_id, {}).setdefault(
+                    held.dimension, []).append(held.value)
+    return Page([_public(r, links.get(r.id, []), scopes.get(r.id)) for r in rows],
                 _encode_cursor(rows[-1]) if more and rows else None)
 
 
-def get_interactions(engine: Engine, ids: Sequence[str], *, user_id: str
-                     ) -> dict[str, InteractionRow]:
-    """Rows for ``ids`` that belong to ``user_id`` (recall's check against the source of
-    truth: a vector whose row is gone, or another user's, is never served)."""
+def get_interactions(engine: Engine, ids: Sequence[str], *, user_id: str,
+                     sources: frozenset[str] | None = None,
+                     kinds: frozenset[str] | None = None) -> dict[str, InteractionRow]:
+    """Rows for ``ids`` that belong to ``user_id`` and lie within the reader's scope
+    (recall's check against the source of truth: a vector whose row is gone, another
+    user's or one outside the scope is never served)."""
     if not ids:
         return {}
     with Session(engine, expire_on_commit=False) as session:
         rows = session.exec(select(InteractionRow).where(
-            col(InteractionRow.id).in_(list(ids)), InteractionRow.user_id == user_id))
+            col(InteractionRow.id).in_(list(ids)), InteractionRow.user_id == user_id,
+            *scope_clause(sources=sources, kinds=kinds)))
         return {r.id: r for r in rows}
 
 
@@ -196,6 +275,8 @@ def _delete_rows(engine: Engine, ids: Sequence[str]) -> None:
     with session_scope(engine) as session:
         session.exec(delete(InteractionEntity).where(
             col(InteractionEntity.interaction_id).in_(list(ids))))
+        session.exec(delete(InteractionScope).where(
+            col(InteractionScope.interaction_id).in_(list(ids))))
         session.exec(delete(InteractionRow).where(
             col(InteractionRow.id).in_(list(ids))))
 

@@ -47,6 +47,7 @@ def serve(settings: Settings, *, role: str | None, host: str | None,
     import uvicorn
 
     from contextd.api.app import create_app
+    from contextd.api.proxies import server_options
     from contextd.process.discovery import announce
     from contextd.process.migrate import migrate_databases
 
@@ -70,8 +71,9 @@ def serve(settings: Settings, *, role: str | None, host: str | None,
             app.state.local_token = stack.enter_context(
                 announce(settings, host=settings.host, port=settings.port))
         # log_config=None: uvicorn's lines go through contextd's formatter (core.logging).
+        # Forwarded headers only from CONTEXTD_TRUSTED_PROXIES (uvicorn trusts loopback).
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                    log_config=None)
+                    log_config=None, **server_options(settings.trusted_proxies))
     return 0
 
 

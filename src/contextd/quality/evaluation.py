@@ -2,8 +2,9 @@
 it with the set's baseline and alert on regressions.
 
 Each query goes through the same bundle path as ``POST /v1/context`` (scoped to the
-query's user, packed into the token budget); documents are ranked by their first
-appearance in the bundle.
+query's user and the running key's sources and kinds inside the engine, packed into the
+token budget); documents are ranked by their first appearance in the bundle. A run is
+shown only to keys that see its golden set.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -22,12 +24,11 @@ from contextd.core.store import SearchMode
 from contextd.core.telemetry import span
 from contextd.core.types import AccessScope, iso
 from contextd.quality.alerts import compare, publish_run, raise_alert
-from contextd.quality.golden import queries_of
+from contextd.quality.golden import UNRESTRICTED, Viewer, principals_of, queries_of
 from contextd.retrieval.evaluation import ndcg_at, recall_at, reciprocal_rank
 from contextd.retrieval.schemas import ContextQuery
 from contextd.retrieval.service import Retriever
 from contextd.state.db import session_scope
-from contextd.state.principals import effective_principals
 from contextd.state.tables import EvalRunRow, GoldenSetRow
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class AlertPolicy:
 
 
 def bundle_ranking(retriever: Retriever, engine: Engine, *, text: str, user_id: str,
-                   kinds: tuple[str, ...], sources: list[str], config: EvalConfig) -> list[str]:
+                   kinds: tuple[str, ...], sources: list[str], config: EvalConfig,
+                   viewer: Viewer = UNRESTRICTED) -> list[str]:
     """Document ids (``source_id``) in order of first appearance in the served bundle."""
     kind_set = frozenset(kinds) if kinds else None
     source_set = frozenset(sources) if sources else None
@@ -62,8 +64,9 @@ def bundle_ranking(retriever: Retriever, engine: Engine, *, text: str, user_id: 
                          freshness_enabled=config.freshness, mode=_SEARCH_MODE[config.mode])
 
     def scope() -> AccessScope:
-        return AccessScope(principals=effective_principals(engine, user_id=user_id),
-                           sources=source_set, kinds=kind_set)
+        return AccessScope(principals=principals_of(engine, user_id), sources=source_set,
+                           kinds=kind_set).narrowed(sources=viewer.sources,
+                                                    kinds=viewer.kinds)
 
     bundle = retriever.bundle(query, scope)
     ranked: list[str] = []
@@ -74,14 +77,16 @@ def bundle_ranking(retriever: Retriever, engine: Engine, *, text: str, user_id: 
 
 
 def score_golden_set(retriever: Retriever, engine: Engine, golden: GoldenSetRow,
-                     config: EvalConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
+                     config: EvalConfig, viewer: Viewer = UNRESTRICTED,
+                     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Mean nDCG@10, MRR and recall@bundle, and the per-query figures behind them."""
     per_query: list[dict[str, Any]] = []
     for query in queries_of(golden):
         judged = golden.qrels.get(query.id, {})
         relevant = {d: g for d, g in judged.items() if g > 0}
         ranked = bundle_ranking(retriever, engine, text=query.text, user_id=query.user_id,
-                                kinds=query.kinds, sources=golden.sources, config=config)
+                                kinds=query.kinds, sources=golden.sources, config=config,
+                                viewer=viewer)
         per_query.append({"id": query.id, "ndcg@10": ndcg_at(ranked, relevant),
                           "mrr": reciprocal_rank(ranked, relevant),
                           "recall@bundle": recall_at(ranked, relevant, k=len(ranked)),
@@ -94,12 +99,13 @@ def score_golden_set(retriever: Retriever, engine: Engine, golden: GoldenSetRow,
 
 
 def run_golden_set(retriever: Retriever, engine: Engine, golden: GoldenSetRow,
-                   config: EvalConfig, policy: AlertPolicy) -> EvalRunRow:
+                   config: EvalConfig, policy: AlertPolicy,
+                   viewer: Viewer = UNRESTRICTED) -> EvalRunRow:
     """Score, store, compare with the baseline (if pinned), alert on regressions."""
     started = time.perf_counter()
     with span("quality.eval_run", **{"contextd.golden_set": golden.name,
                                      "contextd.mode": config.mode}):
-        metrics, per_query = score_golden_set(retriever, engine, golden, config)
+        metrics, per_query = score_golden_set(retriever, engine, golden, config, viewer)
     run = EvalRunRow(id=secrets.token_hex(8), origin="api", golden_set_id=golden.id,
                      dataset=golden.name, config=asdict(config), metrics=metrics,
                      per_query=per_query, duration_ms=(time.perf_counter() - started) * 1000)
@@ -136,20 +142,38 @@ def store_cli_run(engine: Engine, *, dataset: str, mode: str,
     return run
 
 
-def get_run(engine: Engine, run_id: str) -> EvalRunRow | None:
+def _visible_sets(session: Session, viewer: Viewer) -> set[str] | None:
+    """Ids of the golden sets ``viewer`` sees; None: all of them."""
+    if viewer is UNRESTRICTED:
+        return None
+    return {r.id for r in session.exec(select(GoldenSetRow)) if viewer.sees(r)}
+
+
+def get_run(engine: Engine, run_id: str, viewer: Viewer = UNRESTRICTED) -> EvalRunRow | None:
+    """The run, or None when unknown or of a golden set ``viewer`` does not see."""
     with Session(engine, expire_on_commit=False) as session:
-        return session.get(EvalRunRow, run_id)
+        run = session.get(EvalRunRow, run_id)
+        if run is None or run.golden_set_id is None:
+            return run
+        visible = _visible_sets(session, viewer)
+    return run if visible is None or run.golden_set_id in visible else None
 
 
 def list_runs(engine: Engine, *, golden_set_id: str | None = None, limit: int = 50,
-              before: datetime | None = None) -> list[EvalRunRow]:
-    """Newest first; only runs created at or before ``before`` when given."""
+              before: datetime | None = None,
+              viewer: Viewer = UNRESTRICTED) -> list[EvalRunRow]:
+    """Newest first; only runs created at or before ``before`` when given; runs of sets
+    ``viewer`` does not see are left out in the query."""
     statement = select(EvalRunRow).order_by(col(EvalRunRow.created_at).desc()).limit(limit)
     if before is not None:
         statement = statement.where(col(EvalRunRow.created_at) <= before)
     if golden_set_id:
         statement = statement.where(EvalRunRow.golden_set_id == golden_set_id)
     with Session(engine, expire_on_commit=False) as session:
+        visible = _visible_sets(session, viewer)
+        if visible is not None:
+            statement = statement.where(or_(col(EvalRunRow.golden_set_id).is_(None),
+                                            col(EvalRunRow.golden_set_id).in_(sorted(visible))))
         return list(session.exec(statement))
 
 

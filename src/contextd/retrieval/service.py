@@ -327,9 +327,9 @@ class Retriever:
         entities = list(dict.fromkeys(e for c in ranked[:query.top_k] for e in _entities(c)))
         try:
             past = memory.interactions(user_id=query.user_id, session_id=query.session_id,
-                                       dense=dense.tolist(), now=self.clock())
+                                       dense=dense.tolist(), now=self.clock(), scope=scope)
             facts = memory.facts(entities, principals=scope.principals, as_of=query.as_of,
-                                 history=query.fact_history)
+                                 history=query.fact_history, scope=scope)
         except Unavailable as exc:
             log.warning("memory unavailable; serving items only",
                         extra={"event": "memory_unavailable", "error": exc.message,
@@ -361,10 +361,12 @@ class MemoryProvider(Protocol):
     Raises :class:`Unavailable` when memory cannot be read."""
 
     def interactions(self, *, user_id: str, session_id: str | None,
-                     dense: Sequence[float], now: datetime) -> list[dict[str, Any]]: ...
+                     dense: Sequence[float], now: datetime,
+                     scope: AccessScope | None = None) -> list[dict[str, Any]]: ...
 
     def facts(self, entity_keys: Sequence[str], *, principals: frozenset[str],
-              as_of: datetime | None, history: bool) -> list[dict[str, Any]]: ...
+              as_of: datetime | None, history: bool,
+              scope: AccessScope | None = None) -> list[dict[str, Any]]: ...
 
 
 def _entities(cand: Candidate) -> list[str]:

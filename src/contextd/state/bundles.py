@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from contextd.retrieval.schemas import ContextBundle
 from contextd.state.db import session_scope
@@ -39,3 +40,13 @@ def record_bundle(engine: Engine, bundle: ContextBundle, *, key_id: str, agent: 
             candidates=int(stats.get("candidates", 0)),
             latency_ms=float(stats.get("latency_ms", 0.0)),
             stages_ms=dict(stats.get("stages_ms", {}))))
+
+
+def requested_kinds(engine: Engine, bundle_id: str) -> frozenset[str] | None:
+    """The kinds filter the bundle was requested with; None when it had none or is
+    unknown (then nothing narrows beyond the key's own scope)."""
+    with Session(engine) as session:
+        row = session.get(BundleServed, bundle_id)
+    if row is None or not row.kinds_requested:
+        return None
+    return frozenset(row.kinds_requested)

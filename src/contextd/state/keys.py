@@ -4,7 +4,8 @@ A key reads ``ctxd_<id>_<secret>``: the id finds the row, the secret is compared
 hash. Secrets carry 256 bits of randomness, so a fast hash is enough (no password
 stretching needed), and it keeps authentication off the latency budget.
 
-Each key has a policy (its scope: sources and kinds; its rate and output limits).
+Each key has a policy: its binding (the users it may act for: a list of user ids and/or
+the members of a group), its scope (sources and kinds), its rate and output limits.
 Rotation issues a new secret and keeps the old one valid for a grace period, so agents
 can switch over without downtime.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -33,6 +35,7 @@ from contextd.state.lastgood import LastKnownGood
 from contextd.state.tables import ApiKeyPolicy, ApiKeyRow, RetiredKeySecret
 
 ROLES = ("admin", "agent", "analyst")
+_USER_ID = re.compile(r"^[^\s:]{1,200}$")
 _PREFIX = "ctxd_"
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
 log = logging.getLogger(__name__)
@@ -40,10 +43,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class KeyPolicy:
-    """A key's scope and limits; None means "not narrowed" / "the service default"."""
+    """A key's binding, scope and limits; None means "not narrowed" / "the service default".
+
+    ``user_ids`` and ``group`` bind the key to users: it may act for (and read the memory
+    of) those users and the members of that group only. Both None: an unbound key.
+    """
 
     sources: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
+    user_ids: frozenset[str] | None = None
+    group: str | None = None
     rate_per_minute: int | None = None
     burst: int | None = None
     max_token_budget: int | None = None
@@ -57,11 +66,30 @@ class KeyPolicy:
                                details=[{"field": "sources"}])
         if self.kinds is not None and not self.kinds <= set(KINDS):
             raise InvalidInput(f"kinds must be among {list(KINDS)}", details=[{"field": "kinds"}])
+        if self.user_ids is not None and (not self.user_ids or any(
+                not _USER_ID.match(u) for u in self.user_ids)):
+            raise InvalidInput("user_ids must be a non-empty list of user ids (1-200 "
+                               "characters, no spaces or ':')", details=[{"field": "user_ids"}])
+        if self.group is not None and not _USER_ID.match(self.group):
+            raise InvalidInput("group must be a group id (1-200 characters, no spaces or ':')",
+                               details=[{"field": "group"}])
         for name in _LIMITS:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InvalidInput(f"{name} must be >= 1", details=[{"field": name}])
         return self
+
+    @property
+    def bound(self) -> bool:
+        """True when the key may act only for some users."""
+        return self.user_ids is not None or self.group is not None
+
+    @property
+    def implied_user(self) -> str | None:
+        """The one user a key bound to exactly one user (and no group) acts for."""
+        if self.group is None and self.user_ids is not None and len(self.user_ids) == 1:
+            return next(iter(self.user_ids))
+        return None
 
     @classmethod
     def of(cls, fields: object | None) -> KeyPolicy:
@@ -69,7 +97,7 @@ class KeyPolicy:
         request body); None is the empty policy."""
         if fields is None:
             return cls()
-        values = {name: getattr(fields, name) for name in _LIMITS}
+        values = {name: getattr(fields, name) for name in (*_LIMITS, "group")}
         for name in _SETS:
             listed = getattr(fields, name)
             values[name] = None if listed is None else frozenset(listed)
@@ -77,14 +105,14 @@ class KeyPolicy:
 
     def as_lists(self) -> dict[str, Any]:
         """The fields with sets as sorted lists: the stored and the API form."""
-        values: dict[str, Any] = {name: getattr(self, name) for name in _LIMITS}
+        values: dict[str, Any] = {name: getattr(self, name) for name in (*_LIMITS, "group")}
         for name in _SETS:
             members = getattr(self, name)
             values[name] = None if members is None else sorted(members)
         return values
 
 
-_SETS = ("sources", "kinds")
+_SETS = ("sources", "kinds", "user_ids")
 _LIMITS = ("rate_per_minute", "burst", "max_token_budget", "max_top_k", "max_request_bytes")
 
 
@@ -128,9 +156,18 @@ def _new_secret(key_id: str) -> tuple[str, str]:
     return f"{_PREFIX}{key_id}_{secret}", _hash(secret)
 
 
-def create_key(engine: Engine, *, name: str, role: str,
-               policy: KeyPolicy | None = None) -> tuple[ApiKey, str]:
-    """Create a key; returns it and the full key string, which is never stored or shown again."""
+def _check_binding(role: str, policy: KeyPolicy, require_bound_agents: bool) -> None:
+    if require_bound_agents and role == "agent" and not policy.bound:
+        raise InvalidInput("agent keys must be bound to users (policy.user_ids or "
+                           "policy.group): this service requires bound agent keys",
+                           details=[{"field": "policy.user_ids"}])
+
+
+def create_key(engine: Engine, *, name: str, role: str, policy: KeyPolicy | None = None,
+               require_bound_agents: bool = False) -> tuple[ApiKey, str]:
+    """Create a key; returns it and the full key string, which is never stored or shown again.
+
+    With ``require_bound_agents``, an agent key without a user binding is refused (422)."""
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {list(ROLES)}",
                            details=[{"field": "role",
@@ -141,6 +178,7 @@ def create_key(engine: Engine, *, name: str, role: str,
                            details=[{"field": "name",
                                      "message": "1-200 characters"}])
     policy = (policy or KeyPolicy()).validated()
+    _check_binding(role, policy, require_bound_agents)
     key_id = secrets.token_hex(8)
     token, secret_hash = _new_secret(key_id)
     row = ApiKeyRow(id=key_id, name=name, role=role, secret_hash=secret_hash)
@@ -157,13 +195,16 @@ def create_key(engine: Engine, *, name: str, role: str,
     return _public(row, policy_row), token
 
 
-def set_policy(engine: Engine, *, key_id: str, policy: KeyPolicy) -> ApiKey:
-    """Replace a key's scope and limits; the next request of the key is held to them."""
+def set_policy(engine: Engine, *, key_id: str, policy: KeyPolicy,
+               require_bound_agents: bool = False) -> ApiKey:
+    """Replace a key's binding, scope and limits; the next request of the key is held to
+    them."""
     policy = policy.validated()
     with session_scope(engine) as session:
         row = session.get(ApiKeyRow, key_id)
         if row is None:
             raise NotFound(f"API key {key_id!r} not found")
+        _check_binding(row.role, policy, require_bound_agents)
         policy_row = session.merge(_policy_row(key_id, policy))
         return _public(row, policy_row)
 
@@ -222,7 +263,7 @@ _KEY_LOOKUP = (
     sa_select(_KEYS.c.id, _KEYS.c.name, _KEYS.c.role, _KEYS.c.secret_hash, _KEYS.c.created_at,
               _KEYS.c.last_used_at, _KEYS.c.revoked_at,
               _POLICIES.c.key_id.label("policy_key_id"),
-              *(_POLICIES.c[name] for name in (*_SETS, *_LIMITS)))
+              *(_POLICIES.c[name] for name in (*_SETS, *_LIMITS, "group")))
     .outerjoin_from(_KEYS, _POLICIES, _POLICIES.c.key_id == _KEYS.c.id)
     .where(_KEYS.c.id == bindparam("key_id")))
 _TOUCH = (sa_update(_KEYS).where(_KEYS.c.id == bindparam("key_id"))
@@ -255,12 +296,14 @@ def _verified_key(engine: Engine, key_id: str, secret: str,
         return key
 
 
-def list_keys(engine: Engine) -> list[ApiKey]:
-    """Every key, newest first, without secrets."""
+def list_keys(engine: Engine, *, bound: bool | None = None) -> list[ApiKey]:
+    """Every key, newest first, without secrets; ``bound`` keeps only keys that are (True)
+    or are not (False) bound to users."""
     with Session(engine) as session:
         rows = session.exec(select(ApiKeyRow).order_by(col(ApiKeyRow.created_at).desc())).all()
         policies = {p.key_id: p for p in session.exec(select(ApiKeyPolicy))}
-        return [_public(r, policies.get(r.id)) for r in rows]
+        keys = [_public(r, policies.get(r.id)) for r in rows]
+    return keys if bound is None else [k for k in keys if k.policy.bound == bound]
 
 
 def revoke_key(engine: Engine, *, key_id: str) -> ApiKey:

@@ -384,6 +384,22 @@ class InteractionEntity(SQLModel, table=True):
     entity_key: str = Field(primary_key=True, max_length=300, index=True)
 
 
+class InteractionScope(SQLModel, table=True):
+    """The scope an interaction was recorded under: one row per source and per kind of the
+    key (and bundle) that produced it; the value ``*`` means "not narrowed".
+
+    A reader sees an interaction only when every stored value lies in the reader's own
+    scope, so a summary of CRM or mail content never reaches a key scoped to documents.
+    """
+
+    __tablename__ = "interaction_scopes"
+
+    interaction_id: str = Field(primary_key=True, max_length=36,
+                                foreign_key="interactions.id", ondelete="CASCADE")
+    dimension: str = Field(primary_key=True, max_length=10)  # "source" or "kind"
+    value: str = Field(primary_key=True, max_length=200)
+
+
 class FeedbackRow(SQLModel, table=True):
     """An agent's or user's verdict on a served bundle: rating and the items actually used."""
 
@@ -435,7 +451,11 @@ class EntityFact(SQLModel, table=True):
 
 
 class ApiKeyPolicy(SQLModel, table=True):
-    """What one API key may see and how much it may ask: its scope, rate and output limits.
+    """What one API key may see and how much it may ask: its binding to users, its scope,
+    rate and output limits.
+
+    ``user_ids`` / ``group`` of None mean "not bound"; otherwise the key acts only for
+    those users and the members of that group (see ``state.keys.KeyPolicy``).
 
     ``sources`` / ``kinds`` of None mean "not narrowed"; a list narrows every request of
     the key (intersected with the request's own filters and the user's ACL). Limits of None
@@ -447,6 +467,8 @@ class ApiKeyPolicy(SQLModel, table=True):
     key_id: str = Field(primary_key=True, max_length=32)
     sources: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     kinds: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    user_ids: list[str] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    group: str | None = Field(default=None, max_length=200)
     rate_per_minute: int | None = None
     burst: int | None = None
     max_token_budget: int | None = None

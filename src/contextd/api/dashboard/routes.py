@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,11 +16,15 @@ from sqlmodel import Session
 
 from contextd.api.dashboard import charts, formatting
 from contextd.api.dashboard.auth import COOKIE, DASHBOARD_ROLES, Viewer
+from contextd.api.dashboard.throttle import LoginThrottle, key_id_of
 from contextd.api.deps import RuntimeDep
+from contextd.api.proxies import behind_tls, client_address
 from contextd.api.threads import in_thread
 from contextd.core.errors import AuthenticationFailed, InvalidInput, NotFound
 from contextd.core.types import as_utc, utcnow
 from contextd.quality.report import dashboard_report
+from contextd.runtime import Runtime
+from contextd.state import audit
 from contextd.state.keys import authenticate
 from contextd.state.sessions import close_session, open_session
 from contextd.state.tables import BundleServed
@@ -127,24 +132,59 @@ def login_form() -> HTMLResponse:
     return _page("login.html")
 
 
+def _throttle(request: Request, runtime: Runtime) -> LoginThrottle:
+    throttle: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        throttle = LoginThrottle(request.app.state.rate_limiter,
+                                 runtime.settings.login_attempts_per_minute)
+        request.app.state.login_throttle = throttle
+    return throttle
+
+
+def _audit_login(runtime: Runtime, outcome: str, client: str, key_id: str | None,
+                 **details: object) -> None:
+    audit.record(runtime.engine, action="dashboard.login", outcome=outcome,
+                 actor_key_id=key_id or "", target=f"client:{client}", details=details)
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, runtime: RuntimeDep,
                 api_key: Annotated[str, Form(max_length=300)] = "") -> Response:
-    """Exchange an analyst/admin key for a session cookie; the key itself is not kept."""
+    """Exchange an analyst/admin key for a session cookie; the key itself is not kept.
+    Attempts are throttled per client and per key id, and audited (see ``throttle``)."""
+    trusted = runtime.settings.trusted_proxies
+    client = client_address(request, trusted)
+    submitted = api_key.strip()
+    key_id = key_id_of(submitted)
+    throttle = _throttle(request, runtime)
+    decision, refused = throttle.attempt(throttle.buckets(client, key_id))
+    if not decision.allowed:
+        if throttle.first_refusal(refused):
+            await in_thread(_audit_login, runtime, "throttled", client, key_id,
+                            retry_after=round(decision.retry_after, 3))
+        wait = max(1, math.ceil(decision.retry_after))
+        page = _page("login.html", status=429,
+                     error=f"Too many login attempts; try again in {wait} s.")
+        page.headers["Retry-After"] = str(wait)
+        return page
     try:
-        key = await in_thread(authenticate, runtime.engine, api_key.strip())
+        key = await in_thread(authenticate, runtime.engine, submitted)
     except AuthenticationFailed:
+        await in_thread(_audit_login, runtime, "failed", client, key_id,
+                        reason="invalid or revoked key")
         return _page("login.html", status=401, error="That key is invalid or revoked.")
     if key.role not in DASHBOARD_ROLES:
+        await in_thread(_audit_login, runtime, "forbidden", client, key.id, role=key.role)
         return _page("login.html", status=403,
                      error=f"A {key.role} key cannot open the dashboard; use an analyst key.")
     hours = runtime.settings.dashboard_session_hours
     token = await in_thread(open_session, runtime.engine, key_id=key.id, hours=hours)
+    await in_thread(_audit_login, runtime, "ok", client, key.id)
     log.info("dashboard login", extra={"event": "dashboard_login", "key_id": key.id})
     response = RedirectResponse("/dashboard", status_code=303)
     response.set_cookie(COOKIE, token, max_age=int(hours * 3600), path="/dashboard",
                         httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                        secure=behind_tls(request, trusted))
     return response
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -62,8 +64,27 @@ def _run(run: SyncRunRow) -> RunOut:
     return RunOut(**_utc(run, "started_at", "finished_at"))
 
 
-def _quarantined(row: QuarantineRow) -> QuarantineOut:
-    return QuarantineOut(**_utc(row, "first_seen_at", "last_seen_at"))
+# Identifier-like names only: a cut excerpt is not parsed, and text inside a value must not
+# pass for a field name.
+_FIELD_NAME = re.compile(r'"([A-Za-z_$@][\w.$@-]{0,63})"\s*:')
+
+
+def payload_fields(raw: str) -> list[str]:
+    """The field names of a raw record excerpt: the keys of a JSON object, else (a cut
+    excerpt) every identifier-like quoted name followed by a colon. Never values."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return sorted(set(_FIELD_NAME.findall(raw)))[:200]
+    return sorted(str(k) for k in value)[:200] if isinstance(value, dict) else []
+
+
+def _quarantined(row: QuarantineRow, *, with_payload: bool) -> QuarantineOut:
+    values = _utc(row, "first_seen_at", "last_seen_at")
+    values["fields"] = payload_fields(row.payload)
+    if not with_payload:
+        values["payload"] = None
+    return QuarantineOut(**values)
 
 
 @router.post("", response_model=ConnectorOut, status_code=201,
@@ -176,7 +197,10 @@ def list_runs(connector_id: ConnectorId, runtime: RuntimeDep, _: ReaderKey,
 
 @router.get("/{connector_id}/quarantine", response_model=list[QuarantineOut],
             responses={401: {}, 403: {}, 404: {}})
-def list_quarantine(connector_id: ConnectorId, runtime: RuntimeDep, _: ReaderKey,
+def list_quarantine(connector_id: ConnectorId, runtime: RuntimeDep, key: ReaderKey,
                     limit: Limit = 500) -> list[QuarantineOut]:
-    """Records that failed to map, with their error; retried on every run."""
-    return [_quarantined(q) for q in runtime.connectors.quarantine(connector_id, limit=limit)]
+    """Records that failed to map: id, error and field names; the raw excerpt (which may
+    hold restricted text) to admins only. Retried on every run."""
+    admin = key.role == "admin"
+    return [_quarantined(q, with_payload=admin)
+            for q in runtime.connectors.quarantine(connector_id, limit=limit)]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Response
 from contextd.api.access import (
     apply_key_limits,
     audit_context,
+    bound_request,
     context_scope,
     redact_bundle,
 )
@@ -50,13 +51,14 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
     started = time.perf_counter()
     try:
-        return _serve_context(body, runtime, key, background)
+        body, user_id = bound_request(runtime, key, body)
+        return _serve_context(body, user_id, runtime, key, background)
     except ContextdError as exc:  # refused requests are audited too
         audit_context(runtime, key, body, outcome=exc.code, started=started)
         raise
 
 
-def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
+def _serve_context(body: ContextRequestIn, user_id: str, runtime: Runtime, key: ApiKey,
                    background: BackgroundTasks) -> Response:
     settings = runtime.settings
     query = body.query.strip()
@@ -85,12 +87,12 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
     def scope() -> AccessScope:
         # Resolved while the query embeds (see Retriever.search); read on every request.
         with timer.stage("principals"):
-            return context_scope(runtime.engine, user_id=body.user_id, key=key.policy,
+            return context_scope(runtime.engine, user_id=user_id, key=key.policy,
                                  sources=sources, kinds=kinds,
                                  outage_grace=settings.db_outage_grace_seconds)
 
     request = ContextQuery(
-        query=query, user_id=body.user_id, token_budget=body.token_budget, top_k=body.top_k,
+        query=query, user_id=user_id, token_budget=body.token_budget, top_k=body.top_k,
         kinds=kinds, sources=sources,
         half_life_days={str(k): v for k, v in freshness.half_life_days.items()}
         if freshness else {},
@@ -106,7 +108,7 @@ def _serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
         raise
     redactions = redact_bundle(settings, bundle, body.token_budget)
     # Metered and logged after the response is sent: the agent does not wait for it.
-    background.add_task(report_served, settings, key, body.user_id, query, bundle, timer)
+    background.add_task(report_served, settings, key, user_id, query, bundle, timer)
     cost = bundle.stats["cost"]
     background.add_task(best_effort(record_cost), runtime.engine, kind="context",
                         ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],

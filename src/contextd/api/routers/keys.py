@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from contextd.api.deps import AdminKey, RuntimeDep
 from contextd.api.schemas import (
@@ -37,7 +37,8 @@ KeyId = Annotated[str, Path(min_length=1, max_length=32)]
 
 
 def key_out(key: ApiKey) -> KeyOut:
-    return KeyOut(id=key.id, name=key.name, role=key.role, created_at=key.created_at,
+    return KeyOut(id=key.id, name=key.name, role=key.role, bound=key.policy.bound,
+                  created_at=key.created_at,
                   last_used_at=key.last_used_at, revoked_at=key.revoked_at,
                   policy=KeyPolicyOut(**key.policy.as_lists()))
 
@@ -66,16 +67,20 @@ def post_key(body: KeyCreateIn, runtime: RuntimeDep, admin: AdminKey) -> KeyCrea
     """Create a key; the response holds the full key, which is never shown again. Names
     are unique among active keys (409); policy sources must exist (422)."""
     policy = checked_policy(runtime, KeyPolicy.of(body.policy), "policy.sources")
-    key, secret = create_key(runtime.engine, name=body.name, role=body.role, policy=policy)
+    key, secret = create_key(runtime.engine, name=body.name, role=body.role, policy=policy,
+                             require_bound_agents=runtime.settings.require_bound_agent_keys)
     _audit(runtime, admin, "key.create", key,
            policy=KeyPolicyOut(**key.policy.as_lists()).model_dump(exclude_none=True))
     return KeyCreatedOut(**key_out(key).model_dump(), key=secret)
 
 
 @router.get("", response_model=list[KeyOut], responses={401: {}, 403: {}, 429: {}})
-def get_keys(runtime: RuntimeDep, _: AdminKey) -> list[KeyOut]:
+def get_keys(runtime: RuntimeDep, _: AdminKey,
+             bound: Annotated[bool | None, Query(description=(
+                 "true: only keys bound to users; false: only unbound keys"))] = None,
+             ) -> list[KeyOut]:
     """Every key with its created/last-used/revoked times and policy, never a secret."""
-    return [key_out(k) for k in list_keys(runtime.engine)]
+    return [key_out(k) for k in list_keys(runtime.engine, bound=bound)]
 
 
 @router.delete("/{key_id}", response_model=KeyOut,
@@ -102,9 +107,10 @@ def post_rotate(key_id: KeyId, runtime: RuntimeDep, admin: AdminKey) -> KeyRotat
             responses={401: {}, 403: {}, 404: {}, 422: {}, 429: {}})
 def put_policy(key_id: KeyId, body: KeyPolicyIn, runtime: RuntimeDep,
                admin: AdminKey) -> KeyOut:
-    """Replace the key's scope and limits; its next request is held to them."""
+    """Replace the key's binding, scope and limits; its next request is held to them."""
     key = set_policy(runtime.engine, key_id=key_id,
-                     policy=checked_policy(runtime, KeyPolicy.of(body), "sources"))
+                     policy=checked_policy(runtime, KeyPolicy.of(body), "sources"),
+                     require_bound_agents=runtime.settings.require_bound_agent_keys)
     _audit(runtime, admin, "key.policy", key,
            policy=KeyPolicyOut(**key.policy.as_lists()).model_dump(exclude_none=True))
     return key_out(key)
