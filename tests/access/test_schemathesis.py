@@ -72,3 +72,44 @@ def test_api_conforms_to_its_schema(runtime: Runtime, admin_key: str) -> None:
                 # No invalid input exists (e.g. GET /healthz takes no parameters).
                 assert mode is GenerationMode.NEGATIVE, operation.label
     assert len(statuses) >= 300 and statuses.count(200) >= 50 and 422 in statuses
+
+
+# Bodies no schema generator produces, sent to every operation that takes a JSON body:
+# nesting past any parser's recursion, lone UTF-16 surrogates, and a body past the size
+# limit. Each must get a 4xx naming the problem, never a 500, also for a key that has made
+# a request before (the path where the query's embedding starts as the request arrives).
+HOSTILE_BODIES = {
+    "nested-20k": b'{"query": "x", "user_id": "ana", "kinds": ' + b"[" * 20_000
+                  + b"]" * 20_000 + b"}",
+    "nested-32k": b"[" * 32_000 + b"]" * 32_000,
+    "surrogate-query": b'{"query": "\\ud800", "user_id": "ana"}',
+    "surrogate-key": b'{"\\udc00x": "y"}',
+    "huge": b'{"query": "' + b"a" * (2 << 20) + b'", "user_id": "ana"}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_BODIES))
+def test_hostile_bodies_get_a_4xx_on_every_operation(runtime: Runtime, admin_key: str,
+                                                     name: str) -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(runtime=runtime)
+    agent = create_key(runtime.engine, name="fuzz-agent", role="agent", policy=UNLIMITED)[1]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        operations = [(method.upper(), path) for path, item in
+                      client.get("/openapi.json").json()["paths"].items()
+                      for method, spec in item.items()
+                      if "application/json" in spec.get("requestBody", {}).get("content", {})]
+        assert len(operations) >= 8
+        for token in (admin_key, agent):
+            warm = client.post("/v1/context", json={"query": "pricing", "user_id": "ana"},
+                               headers={"Authorization": f"Bearer {token}"})
+            assert warm.status_code == 200
+            for method, path in operations:
+                path = path.replace("{", "").replace("}", "")  # any value: never reached
+                response = client.request(method, path, content=HOSTILE_BODIES[name],
+                                          headers={"Authorization": f"Bearer {token}",
+                                                   "content-type": "application/json"})
+                assert 400 <= response.status_code < 500, (name, method, path,
+                                                           response.text[:200])
+                assert response.json()["error"]["code"], response.text[:200]

@@ -171,3 +171,9 @@ def test_unbound_analyst_reads_no_users_conversations(api: Api, role: str) -> No
     page = api.call("GET", "/v1/interactions", granted, params={"session_id": "s1"})
     assert page.status_code == 200
     assert [i["summary"] for i in page.json()["items"]] == ["37 percent"]
+
+
+def test_a_bound_admin_key_forgets_only_its_users(api: Api) -> None:
+    admin = key(api.runtime, "admin", user_ids=["alice"])
+    assert api.call("DELETE", "/v1/users/bob/memory", admin).status_code == 403
+    assert api.call("DELETE", "/v1/users/alice/memory", admin).status_code == 200

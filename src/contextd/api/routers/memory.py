@@ -117,8 +117,10 @@ async def post_feedback(body: FeedbackIn, runtime: RuntimeDep, key: WriterKey) -
 
 @router.delete("/users/{user_id}/memory", response_model=ForgottenOut,
                responses={401: {}, 403: {}, 422: {}})
-async def delete_user_memory(user_id: UserId, runtime: RuntimeDep, _: AdminKey) -> ForgottenOut:
+async def delete_user_memory(user_id: UserId, runtime: RuntimeDep,
+                             key: AdminKey) -> ForgottenOut:
     """Forget a user: their interactions (rows and vectors), feedback and bundles served."""
+    await in_thread(acting_user, runtime.engine, key, user_id, field="path.user_id")
     forgotten = await in_thread(forget_user, runtime.memory_engine, runtime.engine,
                                 runtime.memory_store, user_id=user_id)
     return ForgottenOut(**asdict(forgotten))
