@@ -23,6 +23,8 @@ USER_ROUTES = {
     ("POST", "/v1/context"): "body",
     ("POST", "/v1/interactions"): "body",
     ("GET", "/v1/interactions"): "query",
+    ("GET", "/v1/sources"): "query",
+    ("GET", "/v1/sources/{source}/documents/{source_id:path}"): "query",
     ("DELETE", "/v1/users/{user_id}/memory"): "path",  # admins only
     ("PUT", "/v1/principals/{user_id}"): "path",  # admins only
     ("GET", "/v1/principals/{user_id}"): "path",  # directory, analysts and admins
@@ -76,8 +78,11 @@ def test_bound_key_acts_for_its_one_user_only(api: Api) -> None:
         assert refused.status_code == 403, (route, refused.text)
         assert refused.json()["error"]["code"] == "forbidden"
         assert BOB_DOC not in refused.text
-    listed = api.call("GET", "/v1/interactions", alice, params={"user_id": "bob"})
-    assert listed.status_code == 403
+    for path in ("/v1/interactions", "/v1/sources", "/v1/sources/docs/documents/travel.md"):
+        assert api.call("GET", path, alice, params={"user_id": "bob"}).status_code == 403
+    assert api.call("GET", "/v1/sources", alice).json()["user_id"] == "alice"
+    bob_doc = api.call("GET", "/v1/sources/docs/documents/bob-salary.md", alice)
+    assert bob_doc.status_code == 404 and BOB_DOC not in bob_doc.text
 
 
 def test_multi_user_binding_needs_user_id_within_the_set(api: Api) -> None:

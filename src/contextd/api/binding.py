@@ -51,6 +51,22 @@ def acting_user(engine: Engine, key: ApiKey, user_id: str | None, *,
     return user_id
 
 
+async def user_in_query(
+    runtime: RuntimeDep, key: Annotated[ApiKey, Depends(current_key)],
+    user_id: Annotated[str | None, Query(
+        min_length=1, max_length=200, pattern=r"^[^\s:]+$",
+        description="The user whose access applies; a key bound to exactly one user may "
+                    "leave it out, any user outside a key's binding is a 403.")] = None,
+) -> str:
+    """``?user_id=`` of a route acting for one user, checked against the key's binding."""
+    return await in_thread(acting_user, runtime.engine, key, user_id,
+                           outage_grace=runtime.settings.db_outage_grace_seconds,
+                           field="query.user_id")
+
+
+UserInQuery = Annotated[str, Depends(user_in_query)]
+
+
 def readable_users(engine: Engine, key: ApiKey, user_id: str | None, *,
                    outage_grace: float = 0.0) -> frozenset[str] | None:
     """The users a read of ``key`` covers: ``{user_id}`` if given (403 unless the key may

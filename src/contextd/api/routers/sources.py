@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path
 
 from contextd.api.access import context_scope
+from contextd.api.binding import UserInQuery
 from contextd.api.deps import AgentKey, RuntimeDep
 from contextd.api.source_schemas import DocumentOut, SourceOut, SourcesOut
 from contextd.api.threads import in_thread
@@ -24,17 +25,13 @@ from contextd.state.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["sources"])
 
-UserId = Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\s:]+$",
-                              description="The user whose access applies.")]
-
-
 def _scope(runtime: Runtime, key: ApiKey, user_id: str) -> AccessScope:
     return context_scope(runtime.engine, user_id=user_id, key=key.policy, sources=None,
                          kinds=None, outage_grace=runtime.settings.db_outage_grace_seconds)
 
 
 @router.get("/sources", response_model=SourcesOut, responses={401: {}, 403: {}, 422: {}})
-async def list_sources(runtime: RuntimeDep, key: AgentKey, user_id: UserId) -> SourcesOut:
+async def list_sources(runtime: RuntimeDep, key: AgentKey, user_id: UserInQuery) -> SourcesOut:
     """Sources ``user_id`` may see through this key, with kinds, item counts and freshness."""
 
     def build() -> SourcesOut:
@@ -50,7 +47,7 @@ async def list_sources(runtime: RuntimeDep, key: AgentKey, user_id: UserId) -> S
 async def get_document(
     source: Annotated[str, Path(min_length=1, max_length=200)],
     source_id: Annotated[str, Path(min_length=1, max_length=1000)],
-    runtime: RuntimeDep, key: AgentKey, user_id: UserId,
+    runtime: RuntimeDep, key: AgentKey, user_id: UserInQuery,
 ) -> DocumentOut:
     """The whole current version of a document (all its chunks, in order), if ``user_id``
     may see it through this key; else 404, the same answer as for a missing document."""
