@@ -66,7 +66,7 @@ def test_bad_bodies_get_a_clear_4xx_on_every_json_route(make_api, name: str) -> 
     if name.startswith("nested") or name == "unclosed-deep":
         assert answer.status_code == 400
         assert answer.json()["error"]["code"] == "body_too_deep"
-    elif name.startswith("surrogate"):
+    elif name.startswith("surrogate") or name == "invalid-utf8":  # ED A0 80 is U+D800
         assert answer.status_code == 422
         assert answer.json()["error"]["details"][0]["type"] == "string_unicode"
     # the service is fine afterwards

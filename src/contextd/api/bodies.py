@@ -32,6 +32,9 @@ _METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A JSON string token, or one bracket: brackets inside strings do not nest anything.
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Where a surrogate can come from: a \uD800-\uDFFF escape, or its three UTF-8-style bytes
+# (invalid UTF-8, yet Python's JSON decoder reads bytes with "surrogatepass").
+_SURROGATE_SOURCE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
 def json_depth(body: bytes) -> int:
@@ -82,13 +85,15 @@ def _is_json(scope: Scope) -> bool:
 def check_body(body: bytes, max_depth: int) -> tuple[int, dict[str, Any]] | None:
     """``(status, error body)`` when ``body`` must be refused, else None (including for
     bodies that are not JSON at all: the route's own parsing names those)."""
-    depth = json_depth(body)
+    # Fewer opening brackets than the limit cannot nest past it: most bodies stop here.
+    openers = body.count(b"[") + body.count(b"{")
+    depth = json_depth(body) if openers > max_depth else 0
     if depth > max_depth:
         return 400, error_body("body_too_deep", f"request body is nested {depth} levels "
                                f"deep; at most {max_depth} are accepted",
                                {"field": "body", "limit": max_depth})
-    if b"\\u" not in body and body.isascii():
-        return None  # no escape and no raw non-ASCII: no surrogate can be in it
+    if not _SURROGATE_SOURCE.search(body):
+        return None  # most bodies: nothing in them can decode to a surrogate
     try:
         value = json.loads(body)
     except ValueError:  # not JSON or not UTF-8: left to the route's parser (422)
