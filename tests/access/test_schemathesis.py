@@ -77,7 +77,7 @@ def test_api_conforms_to_its_schema(runtime: Runtime, admin_key: str) -> None:
 # Bodies no schema generator produces, sent to every operation that takes a JSON body:
 # nesting past any parser's recursion, lone UTF-16 surrogates, and a body past the size
 # limit. Each must get a 4xx naming the problem, never a 500, also for a key that has made
-# a request before (the path where the query's embedding starts as the request arrives).
+# a request before (whose verification is then remembered).
 HOSTILE_BODIES = {
     "nested-20k": b'{"query": "x", "user_id": "ana", "kinds": ' + b"[" * 20_000
                   + b"]" * 20_000 + b"}",

@@ -1,6 +1,6 @@
 """Request bodies that once crashed the service: JSON nested 20-32k deep and a lone UTF-16
 surrogate, on every route that takes a JSON body, for a key that has already made a
-request (the path where the query's embedding starts as the request arrives).
+request (whose verification is then remembered).
 
 Reproduces: "Four bodies gave 500 (JSON nested 20-32k deep, a lone surrogate \\ud800 in
 the query) once the key had made one request."
@@ -49,7 +49,7 @@ def test_bad_bodies_get_a_clear_4xx_on_every_json_route(make_api, name: str) -> 
     api = make_api(max_request_bytes=256 * 1024)
     admin = key(api.runtime, "admin", rate_per_minute=100_000, burst=10_000)
     agent = key(api.runtime, "agent", rate_per_minute=100_000, burst=10_000)
-    for token in (admin, agent):  # each key has made a request: the admitted-token path
+    for token in (admin, agent):  # each key has made a request first
         assert api.call("POST", "/v1/context", token,
                         json={"query": "travel", "user_id": "alice"}).status_code == 200
     routes = _json_routes(api)

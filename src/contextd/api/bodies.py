@@ -3,7 +3,7 @@
 Python's JSON decoder and pydantic recurse once per nesting level, so a body of ``[``
 repeated 20,000 times overflows the stack, and a string holding a lone UTF-16 surrogate
 (``"\\ud800"``) decodes to a ``str`` that cannot be encoded back, which breaks the
-tokenizer and every UTF-8 writer downstream. Both used to surface as 500s. This pure ASGI
+tokenizer and every UTF-8 writer downstream: either would be a 500. This pure ASGI
 middleware sits outside every layer that reads the body, measures the depth with a
 non-recursive scan and refuses
 
