@@ -38,7 +38,7 @@ def test_sync_client_covers_agents_admins_and_analysts(server: LiveServer,
                                                        runtime: Runtime) -> None:
     k = keys(runtime.engine)
     with Client(server.base_url, k["agent"]) as agent:
-        bundle = agent.context("salary bands", "bob", token_budget=500)
+        bundle = agent.context("how long is parental leave", "bob", token_budget=500)
         assert bundle.items and not {(i.source, i.source_id) for i in bundle.items} & RESTRICTED
         assert {s.name for s in agent.sources("bob").sources} == {"hr", "wiki"}
         doc = agent.document("hr", "leave.md", "bob")

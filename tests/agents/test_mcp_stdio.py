@@ -112,7 +112,7 @@ def test_stdio_without_a_service_reads_a_private_copy(
         async with stdio_session(CONTEXTD_API_KEY=agent, CONTEXTD_URL=dead,
                                  CONTEXTD_DATA_DIR=str(data)) as session:
             bob = structured(await session.call_tool(
-                "get_context", {"query": "salary bands leave", "user_id": "bob"}))
+                "get_context", {"query": "how long is parental leave", "user_id": "bob"}))
             got = {(i["source"], i["source_id"]) for i in bob["items"]}
             assert ("hr", "leave.md") in got and not got & RESTRICTED
             listed = structured(await session.call_tool("list_sources", {"user_id": "ana"}))
