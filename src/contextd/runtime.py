@@ -24,6 +24,7 @@ from contextd.retrieval.lag import SourceLag
 from contextd.retrieval.service import Retriever
 from contextd.state.db import make_engine, migrate, require_schema
 from contextd.sync.connector_service import ConnectorService
+from contextd.sync.consistency import ConsistencyMonitor
 from contextd.sync.retry import RetryPolicy
 from contextd.sync.runs import RunSettings
 
@@ -178,9 +179,19 @@ class Runtime:
             max_workers=s.sync_workers, refresh_seconds=s.schedule_refresh_seconds,
             poll_seconds=s.sync_poll_seconds)
 
+    @cached_property
+    def consistency(self) -> ConsistencyMonitor:
+        s = self.settings
+        return ConsistencyMonitor(engine=self.engine, store=self.store,
+                                  connectors=self.connectors,
+                                  interval=s.consistency_check_seconds,
+                                  sample=s.consistency_sample, auto_rebuild=s.auto_rebuild)
+
     def close(self) -> None:
         """Stop the sync workers (running syncs checkpoint), then release the stores and the
         SQL pools."""
+        if "consistency" in self.__dict__:
+            self.consistency.close()
         if "connectors" in self.__dict__:
             self.connectors.close()
         if self._store is not None:

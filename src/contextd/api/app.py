@@ -34,6 +34,7 @@ from contextd.api.routers import (
     principals,
     quality,
     sources,
+    store,
 )
 from contextd.core.logging import configure_logging
 from contextd.core.settings import Settings, get_settings
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         _ = runtime.engine, runtime.store, runtime.dense.encode_query("warm up"), encoding()
         if settings.role != "api":  # an api replica leaves syncs to the workers
             runtime.connectors.start_workers(schedules=settings.scheduler_enabled)
+        runtime.consistency.start()  # store vs SQL: readiness and rebuild from the start
         _ = runtime.memory_engine, runtime.memory_store
         scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
         async with run_mcp(app):  # the mounted MCP endpoint's sessions live as long as we do
@@ -65,8 +67,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             scheduler.shutdown(wait=False)
         if owns_runtime:
             runtime.close()
-        elif settings.role != "api":
-            runtime.connectors.workers.close()
+        else:
+            runtime.consistency.close()
+            if settings.role != "api":
+                runtime.connectors.workers.close()
 
     app = FastAPI(title="contextd", version=__version__, lifespan=lifespan,
                   description="Ranked, freshness-scored, access-scoped context for AI agents.",
@@ -83,7 +87,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                metrics.router, costs.router, connectors.router, connector_kinds.router,
                quality.router,
                evals.router, dashboard.router, memory.router, audit.router,
-               sources.router, admin.router)
+               sources.router, admin.router, store.router)
     if settings.role == "worker":  # a worker serves its probes and metrics, no API
         routers = (health.router, metrics.router)
     for router in routers:

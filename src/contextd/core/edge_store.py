@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
+from contextd.core.errors import StoreUnreadable
 from contextd.core.rwlock import ReadWriteLock
 from contextd.core.store import (
     DATETIME_FIELDS,
@@ -79,6 +81,19 @@ def scope_filter(scope: AccessScope, extra: Sequence[Any] = (),
         must.append(FieldCondition(name, match=MatchAny(sorted(allowed))))
         must_not.append(FieldCondition(name, match=MatchExcept(sorted(allowed))))
     return Filter(must=must, must_not=must_not or None)
+
+
+@contextmanager
+def _readable(what: str) -> Iterator[None]:
+    """The engine's errors while reading (a damaged page fails to decode) as
+    :class:`StoreUnreadable`: a 503 with its own code, never a 500."""
+    try:
+        yield
+    except StoreUnreadable:
+        raise
+    except Exception as exc:  # the engine raises plain Exception with its message
+        raise StoreUnreadable(f"the vector store cannot read its data ({what}): "
+                              f"{str(exc)[:200]}") from exc
 
 
 def freshness_formula(freshness: Freshness) -> Formula:
@@ -184,7 +199,7 @@ class EdgeStore:
             with_payload=True if query.with_vectors else PayloadSelector.Exclude([VECTOR_FIELD]),
             with_vector=False,
         )
-        with self._lock.read():
+        with self._lock.read(), _readable("search"):
             return scored_chunks(self._shard.query(request), self.dim,
                                  self._engine_vectors if query.with_vectors else None)
 
@@ -217,16 +232,23 @@ class EdgeStore:
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        with self._lock.read():
+        with self._lock.read(), _readable("lookup"):
             records = self._shard.retrieve(list(ids), with_payload=False, with_vector=False)
         return {str(r.id) for r in records}
+
+    def read_payloads(self, ids: Sequence[str]) -> int:
+        """Read the payloads of ``ids`` (a readability probe); how many were found."""
+        if not ids:
+            return 0
+        with self._lock.read(), _readable("payloads"):
+            return len(self._shard.retrieve(list(ids), with_payload=True, with_vector=False))
 
     def count(self, source: str | None = None) -> int:
         from qdrant_edge import CountRequest
 
         flt = None if source is None else Filter(
             must=[FieldCondition("source", match=MatchValue(source))])
-        with self._lock.read():
+        with self._lock.read(), _readable("count"):
             return int(self._shard.count(CountRequest(filter=flt, exact=True)))
 
     def document_chunks(self, scope: AccessScope, source: str, source_id: str,
@@ -239,7 +261,7 @@ class EdgeStore:
                                    FieldCondition("source_id", match=MatchValue(source_id))])
         request = ScrollRequest(limit=limit, filter=flt, with_vector=False,
                                 with_payload=PayloadSelector.Exclude([VECTOR_FIELD]))
-        with self._lock.read():
+        with self._lock.read(), _readable("document"):
             records, _ = self._shard.scroll(request)
         return [dict(r.payload or {}) for r in records]
 
@@ -248,7 +270,7 @@ class EdgeStore:
 
         if scope.is_empty:
             return {}
-        with self._lock.read():
+        with self._lock.read(), _readable("sources"):
             found = self._shard.facet(FacetRequest("source", limit=limit, exact=True,
                                                    filter=scope_filter(scope)))
         return {str(hit.value): int(hit.count) for hit in found.hits}

@@ -10,6 +10,7 @@
     ├── Conflict                (409)
     ├── ConfigError             bad service or connector configuration (422 / startup)
     ├── Unavailable             a dependency is down; retry later (503)
+    │   └── StoreUnreadable         the vector store's files cannot be read (503)
     └── SourceError             a connector's source failed
         ├── TransientSourceError    retry with backoff (timeouts, 5xx, 429)
         └── SourceAuthError         credentials rejected; fail fast, no retry
@@ -91,6 +92,12 @@ class ConfigError(ContextdError):
 
 class Unavailable(ContextdError):
     code = "unavailable"
+
+
+class StoreUnreadable(Unavailable):
+    """The vector store answered with an error reading its own data (damaged files)."""
+
+    code = "store_unreadable"
 
 
 class SourceError(ContextdError):

@@ -234,6 +234,11 @@ class VectorStore(Protocol):
         """Number of stored chunks, in all or in one source."""
         ...
 
+    def read_payloads(self, ids: Sequence[str]) -> int:
+        """Read the payloads of ``ids`` and say how many exist: the probe that finds
+        damaged payload storage (``StoreUnreadable``) before a query does."""
+        ...
+
     def document_chunks(self, scope: AccessScope, source: str, source_id: str,
                         limit: int = 10_000) -> list[dict[str, Any]]:
         """Payloads of the chunks of one document visible to ``scope`` (the scope is part

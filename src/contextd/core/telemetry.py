@@ -98,6 +98,15 @@ REDACTIONS = Counter("contextd_redactions_total", "Matches masked in served text
                      ["rule"], registry=REGISTRY)
 STORE_POINTS = Gauge("contextd_store_points", "Chunks in the vector store (at scrape time).",
                      registry=REGISTRY)
+STORE_CONSISTENT = Gauge("contextd_store_consistent",
+                         "1 when the last check found every chunk SQL names in the store.",
+                         registry=REGISTRY)
+STORE_MISSING_CHUNKS = Gauge("contextd_store_missing_chunks",
+                             "Chunks SQL names that the store lacked at the last check.",
+                             registry=REGISTRY)
+STORE_REBUILDS = Counter("contextd_store_rebuild_sources_total",
+                         "Sources re-embedded from their connector after a failed check.",
+                         ["outcome"], registry=REGISTRY)
 # memory
 MEMORY_INTERACTIONS = Counter("contextd_memory_interactions_recorded_total",
                               "Interactions recorded (SQL row and vector).", registry=REGISTRY)

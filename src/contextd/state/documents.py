@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -69,3 +70,45 @@ def save_cursor(engine: Engine, *, name: str, kind: str, cursor: dict[str, Any])
             row.updated_at = utcnow()
         session.add(row)
 
+
+def expected_chunks(engine: Engine) -> dict[str, tuple[int, int]]:
+    """Per source: (live documents, chunks they name), what the vector store must hold."""
+    found: dict[str, list[int]] = {}
+    with Session(engine) as session:
+        rows = session.exec(select(DocumentRow.source, DocumentRow.chunk_ids).where(
+            DocumentRow.deleted == False).execution_options(yield_per=2000))  # noqa: E712
+        for source, chunk_ids in rows:
+            counts = found.setdefault(source, [0, 0])
+            counts[0] += 1
+            counts[1] += len(chunk_ids or [])
+    return {source: (docs, chunks) for source, (docs, chunks) in found.items()}
+
+
+def sample_documents(engine: Engine, *, limit: int) -> list[tuple[str, str, list[str]]]:
+    """Up to ``limit`` live documents picked at random: (source, source_id, chunk ids)."""
+    if limit <= 0:
+        return []
+    with Session(engine) as session:
+        rows = session.exec(select(DocumentRow.source, DocumentRow.source_id,
+                                   DocumentRow.chunk_ids)
+                            .where(DocumentRow.deleted == False)  # noqa: E712
+                            .order_by(func.random()).limit(limit))
+        return [(source, source_id, list(chunk_ids or [])) for source, source_id, chunk_ids
+                in rows]
+
+
+def forget_source_state(engine: Engine, *, source: str) -> int:
+    """Make the next sync of ``source`` read everything and embed it again: its documents'
+    hashes and chunk ids are cleared (the ingestor skips a record by its hash and keeps
+    chunks it believes stored) and its cursor is dropped (so the connector pulls every
+    record, not only changes). How a store that lost points is refilled. Documents
+    touched."""
+    with session_scope(engine) as session:
+        touched = session.execute(
+            update(DocumentRow).where(DocumentRow.source == source,
+                                      DocumentRow.deleted == False)  # noqa: E712
+            .values(doc_hash="", chunk_ids=[])).rowcount
+        cursor = session.get(ConnectorCursor, source)
+        if cursor is not None:
+            session.delete(cursor)
+    return int(touched or 0)

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from contextd.api.deps import RuntimeDep
 from contextd.api.schemas import HealthOut
+from contextd.core.errors import StoreUnreadable
 
 router = APIRouter(tags=["health"])
 # The dashboard login form must be reachable without a key (it is how a browser gets one).
@@ -26,7 +27,9 @@ def healthz() -> HealthOut:
 
 @router.get("/readyz", response_model=HealthOut, responses={503: {"model": HealthOut}})
 def readyz(runtime: RuntimeDep) -> HealthOut | JSONResponse:
-    """Ready when the SQL database answers and the vector store opens."""
+    """Ready when the SQL database answers, the vector store opens, and the last check
+    found the store holding every chunk the SQL documents name (else the reason, e.g.
+    ``store_missing: ...; rebuild running (1/3 sources)``)."""
     checks: dict[str, str] = {}
     try:
         with runtime.engine.connect() as conn:
@@ -36,7 +39,10 @@ def readyz(runtime: RuntimeDep) -> HealthOut | JSONResponse:
         checks["database"] = "unavailable"
     try:
         runtime.store.count()
-        checks["vector_store"] = "ok"
+        ready, detail = runtime.consistency.readiness()
+        checks["vector_store"] = "ok" if ready else detail
+    except StoreUnreadable:
+        checks["vector_store"] = "store_unreadable: the vector store cannot read its data"
     except Exception:
         checks["vector_store"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
