@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     from contextd import mcp_stdio  # `contextd mcp`: its own module, imported light
 
     mcp_stdio.register(sub)
+    from contextd import operations  # `contextd verify`, `backup DIR`, `restore DIR`
+
+    operations.register(sub)
     return parser
 
 

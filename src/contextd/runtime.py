@@ -88,7 +88,9 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         """The SQL engine; ConfigError (run ``contextd migrate``) when the schema is behind."""
-        engine = make_engine(self.settings.sql_url)
+        s = self.settings
+        engine = make_engine(s.sql_url, timeout=s.database_timeout_seconds,
+                             cooldown=s.database_retry_seconds)
         try:
             require_schema(engine)
         except BaseException:
@@ -102,7 +104,9 @@ class Runtime:
         ``memory_database_url`` puts them elsewhere."""
         if self.settings.memory_sql_url == self.settings.sql_url:
             return self.engine
-        engine = make_engine(self.settings.memory_sql_url)
+        s = self.settings
+        engine = make_engine(s.memory_sql_url, timeout=s.database_timeout_seconds,
+                             cooldown=s.database_retry_seconds)
         try:
             require_schema(engine)
         except BaseException:

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contextd.core import errors as e
@@ -110,6 +111,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # The database could not be reached or refused the work: retry later, not a bug.
         log.warning("database unavailable", extra={"event": "database_unavailable",
                                                    "error": type(exc.orig).__name__})
+        ERRORS.labels("unavailable").inc()
+        return JSONResponse(error_body("unavailable", "the database is unavailable; retry "
+                                       "shortly"), 503, {"Retry-After": "5"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection is busy (a slow or frozen database): retry later.
+        log.warning("database pool exhausted", extra={"event": "database_unavailable",
+                                                      "error": "pool_timeout"})
         ERRORS.labels("unavailable").inc()
         return JSONResponse(error_body("unavailable", "the database is unavailable; retry "
                                        "shortly"), 503, {"Retry-After": "5"})

@@ -275,6 +275,14 @@ class EdgeStore:
                                                    filter=scope_filter(scope)))
         return {str(hit.value): int(hit.count) for hit in found.hits}
 
+    @contextmanager
+    def writes_paused(self) -> Iterator[None]:
+        """Hold off every write and flush, so the files on disk are one consistent state
+        (copied by ``contextd backup`` while this is held)."""
+        with self._lock.write():
+            self._shard.flush()
+            yield
+
     def optimize(self) -> None:
         """Build HNSW and merge segments after a large ingest (blocks writers, not needed for
         correctness)."""

@@ -202,6 +202,13 @@ class Settings(BaseSettings):
         "source files) configured through the API may read; resolved with symlinks "
         "followed. Empty: no such connector can be configured. The command line's "
         "``contextd ingest PATH`` is not limited (the operator names the path)."))
+    database_timeout_seconds: float = Field(5.0, gt=0, le=600, description=(
+        "Longest a SQL statement may run (PostgreSQL statement_timeout), a connection "
+        "attempt may take, and a request waits for a pooled connection; a frozen server is "
+        "cut off one second later. The request then gets a 503 (or items without memory)."))
+    database_retry_seconds: float = Field(2.0, ge=0, le=300, description=(
+        "After the database failed to answer, how long new connections fail fast before "
+        "one is tried again."))
     # Consistency of the vector store with the SQL documents (docs/security.md).
     consistency_check_seconds: float = Field(300.0, ge=0, description=(
         "How often SQL documents are reconciled with the vector store (counts and a "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +18,22 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from contextd.core.errors import ConfigError
-from contextd.state import tables  # noqa: F401  (registers the tables on the metadata)
+from contextd.state import (
+    deadlines,
+    tables,  # noqa: F401  (registers the tables on the metadata)
+)
 
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block."""
+def make_engine(url: str, *, timeout: float = 5.0, cooldown: float = 2.0) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout so readers never block.
+
+    PostgreSQL gets deadlines (:mod:`contextd.state.deadlines`): ``statement_timeout`` and
+    ``connect_timeout`` from ``timeout``, a pool checkout that waits at most ``timeout``,
+    and a client-side cut a second later for a server that stopped answering; after a
+    cut or a failed connection the engine fails fast for ``cooldown`` seconds.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -39,7 +49,13 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           pool_timeout=timeout, connect_args={
+                               "connect_timeout": max(1, math.ceil(timeout)),
+                               "options": f"-c statement_timeout={int(timeout * 1000)}"})
+    if engine.dialect.name == "postgresql":
+        deadlines.install(engine, deadline=timeout + 1.0, cooldown=cooldown)
+    return engine
 
 
 MIGRATIONS = "contextd.state:migrations"
@@ -76,6 +92,9 @@ def migrate(engine: Engine) -> str:
     """
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
+            # Migrations and the wait for another replica's may take longer than requests.
+            connection.info[deadlines.NO_DEADLINE] = True
+            connection.execute(text("SET statement_timeout = 0"))
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
             connection.commit()
         try:
@@ -89,7 +108,9 @@ def migrate(engine: Engine) -> str:
         finally:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+                connection.execute(text("RESET statement_timeout"))
                 connection.commit()
+                connection.info.pop(deadlines.NO_DEADLINE, None)
 
 
 def head_revision() -> str:

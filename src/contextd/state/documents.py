@@ -104,10 +104,11 @@ def forget_source_state(engine: Engine, *, source: str) -> int:
     record, not only changes). How a store that lost points is refilled. Documents
     touched."""
     with session_scope(engine) as session:
-        touched = session.execute(
-            update(DocumentRow).where(DocumentRow.source == source,
-                                      DocumentRow.deleted == False)  # noqa: E712
-            .values(doc_hash="", chunk_ids=[])).rowcount
+        result: Any = session.execute(
+            update(DocumentRow).where(col(DocumentRow.source) == source,
+                                      col(DocumentRow.deleted) == False)  # noqa: E712
+            .values(doc_hash="", chunk_ids=[]))
+        touched = result.rowcount
         cursor = session.get(ConnectorCursor, source)
         if cursor is not None:
             session.delete(cursor)
