@@ -12,7 +12,8 @@ from tests.conftest import _free_port
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``target``; ``down()`` refuses and cuts every connection,
-    ``up()`` listens again on the same port."""
+    ``up()`` listens again on the same port; ``pause()`` keeps every connection open (and
+    accepts new ones) but forwards nothing, like a frozen server, until ``resume()``."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -20,6 +21,14 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def up(self) -> None:
         listener = socket.socket()
@@ -60,10 +69,10 @@ class TcpProxy:
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
