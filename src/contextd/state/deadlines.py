@@ -7,10 +7,11 @@ watchdog thread also times each statement (and the pool's liveness ping) on the 
 one that outlives ``deadline`` gets its socket shut down, which makes the driver raise a
 disconnect (``OperationalError``: a 503, and the last-known-good fallbacks) at once.
 
-After such a cut, or a failed connection attempt, the engine fails fast for
+After such a cut, or a connection attempt that timed out, the engine fails fast for
 ``cooldown`` seconds: new connections are refused without a network round trip, so one
 request waits for the deadline at most once instead of once per query. Then one attempt
-goes through again.
+goes through again. A refused connection or a dropped one fails fast by itself and does
+not start the cooldown, so a restarted server is used at once.
 """
 
 from __future__ import annotations
@@ -129,8 +130,6 @@ def install(engine: Engine, *, deadline: float, cooldown: float) -> Watchdog:
             dbapi = getattr(connection.connection, "dbapi_connection", None)
             if dbapi is not None:
                 watchdog.disarm(dbapi)
-        if context.is_disconnect:
-            watchdog.trip()
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
@@ -141,8 +140,9 @@ def install(engine: Engine, *, deadline: float, cooldown: float) -> Watchdog:
                                            "failing fast until it does")
         try:
             return dialect.loaded_dbapi.connect(*cargs, **cparams)
-        except Exception:
-            watchdog.trip()
+        except Exception as exc:
+            if "timeout" in str(exc).lower():  # the server accepted but did not answer
+                watchdog.trip()
             raise
 
     ping = engine.dialect.do_ping

@@ -36,6 +36,7 @@ from contextd.core.telemetry import STORE_CONSISTENT, STORE_MISSING_CHUNKS, STOR
 from contextd.core.types import utcnow
 from contextd.state.connectors import list_connectors
 from contextd.state.documents import expected_chunks, forget_source_state, sample_documents
+from contextd.sync.connector_service import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,8 @@ class ConsistencyMonitor:
         return True
 
     def _rebuild(self, sources: list[str]) -> None:
+        connectors = self.connectors
+        assert connectors is not None  # rebuilds start only with a connector service
         rows = {row.name: row for row in list_connectors(self.engine)}
         for source in sources:
             row = rows.get(source)
@@ -218,6 +221,10 @@ class ConsistencyMonitor:
                 continue
             self._mark(source, "running")
             try:
+                # A config that no longer builds (say, a path now outside the allowed
+                # roots) would fail after the drop: keep what the store still has.
+                validate_config(row.name, row.kind, row.config,
+                                connectors.settings.limits)
                 self.store.write(WriteBatch(delete_sources=[source]))
                 forgotten = forget_source_state(self.engine, source=source)
                 run = self._run(row.id)
