@@ -178,7 +178,7 @@ class HttpSource:
     def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
         """The decoded JSON body of a 2xx answer, retrying transient failures per policy."""
         policy = self.policy
-        exponential = wait_exponential_jitter(initial=policy.initial_backoff_seconds,
+        exponential = wait_exponential_jitter(multiplier=policy.initial_backoff_seconds,
                                               max=policy.max_backoff_seconds,
                                               jitter=policy.initial_backoff_seconds)
 

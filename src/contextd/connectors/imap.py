@@ -160,7 +160,7 @@ class ImapConnector:
 
         conn = Retrying(retry=retry_if_exception_type(TransientSourceError),
                         stop=stop_after_attempt(self.config.connect_attempts),
-                        wait=wait_exponential_jitter(initial=0.5, max=10),
+                        wait=wait_exponential_jitter(multiplier=0.5, max=10),
                         before_sleep=count_retry, reraise=True)(self._open)
         try:
             yield conn

@@ -52,7 +52,7 @@ class RetryPolicy:
     jitter_seconds: float = 1.0
 
     def wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=self.initial_seconds, max=self.max_seconds,
+        backoff = wait_exponential_jitter(multiplier=self.initial_seconds, max=self.max_seconds,
                                           jitter=self.jitter_seconds)(state)
         exc = state.outcome.exception() if state.outcome is not None else None
         retry_after = getattr(exc, "retry_after", None)
