@@ -204,9 +204,8 @@ class ServerStore:
     def read_payloads(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        with self._lock.read():
-            return len(self.client.retrieve(self.collection, list(ids), with_payload=True,
-                                            with_vectors=False))
+        return len(self.client.retrieve(self.collection, list(ids), with_payload=True,
+                                        with_vectors=False))
 
     def count(self, source: str | None = None) -> int:
         flt = None if source is None else m.Filter(must=[
