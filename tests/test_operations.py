@@ -40,6 +40,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
 
 def load(settings: Settings, encoder: SentenceTransformerEncoder) -> dict[str, tuple[int, int]]:
     runtime = Runtime(settings, dense_encoder=encoder)
+    runtime.migrate()
     try:
         connector = build_connector("docs", "filesystem", {"path": str(SAMPLE_DATA / "docs"),
                                                            "default_acl": ["public"]})

@@ -25,7 +25,9 @@ QUERIES = ["travel per diem", "expense receipts deadline", "security badge polic
 
 
 def boot(settings: Settings, encoder: SentenceTransformerEncoder) -> Runtime:
-    return Runtime(settings, dense_encoder=encoder)
+    runtime = Runtime(settings, dense_encoder=encoder)
+    runtime.migrate()
+    return runtime
 
 
 def served_ids(server: LiveServer, key: str) -> dict[str, list[str]]:
