@@ -13,7 +13,7 @@ from sqlmodel import Session, func, select
 
 from contextd.memory.interactions import memory_source
 from contextd.runtime import Runtime
-from contextd.state.keys import revoke_key
+from contextd.state.keys import create_key, revoke_key
 from contextd.state.principals import set_user_groups
 from contextd.state.tables import InteractionRow
 from tests.conftest import LiveServer
@@ -119,7 +119,9 @@ def test_single_database_outage_keeps_serving_recently_seen_callers(
     runtime = make_runtime(database_url=proxied, db_outage_grace_seconds=60)
     runtime.ingestor.ingest([deal("negotiation", datetime(2026, 11, 10, tzinfo=UTC))])
     set_user_groups(runtime.engine, user_id="alice", groups=["sales"])
-    agent, unseen, revoked = (keys(runtime.engine)["agent"] for _ in range(3))
+    # Key names are unique among active keys: three agents, three names.
+    agent, unseen, revoked = (create_key(runtime.engine, name=f"agent-{n}", role="agent")[1]
+                              for n in range(3))
     ask = {"query": "Acme renewal stage", "user_id": "alice"}
     with LiveServer(runtime) as server, server.client(agent) as client:
         before = client.post("/v1/context", json=ask)
