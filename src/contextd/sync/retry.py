@@ -33,7 +33,7 @@ def is_transient(exc: BaseException) -> bool:
 
 # Errors that mean the code is wrong: retrying the same input cannot help.
 _BUGS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError,
-         NotImplementedError, ImportError, RecursionError)
+         NotImplementedError, ImportError, RecursionError, Warning)
 
 
 def is_transient_internal(exc: BaseException) -> bool:
