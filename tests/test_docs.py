@@ -45,3 +45,17 @@ def test_code_comments_explain_the_code_not_its_history() -> None:
              for number, line in enumerate(path.read_text().splitlines(), 1)
              if HISTORY.search(line)]
     assert not found, "\n".join(found)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_relative_links_in_the_readme_and_docs_resolve() -> None:
+    broken = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in LINK.findall(page.read_text()):
+            if target.startswith(("http://", "https://", "mailto:", "#")):
+                continue
+            if not (page.parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not broken, broken

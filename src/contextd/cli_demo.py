@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 import threading
@@ -55,6 +56,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from contextd.demo import KEYS_FILE, demo_keys, load_demo
     from contextd.process.migrate import migrate_databases
 
+    if args.keys:  # stdout is for `eval`: every log line goes to stderr
+        for handler in [*logging.getLogger().handlers, *logging.getLogger("contextd").handlers]:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
     host, port = args.host or settings.host, args.port or settings.port
     base_url = f"http://{host}:{port}"
     settings = _demo_settings(settings, Path(args.data))
