@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contextd import __version__
@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     app.state.rate_limiter = make_rate_limiter(settings.redis_url)
     install_error_handlers(app)
-    routers = (health.router, context.router, principals.router, keys.router,
+    routers: tuple[APIRouter, ...] = (
+        health.router, context.router, principals.router, keys.router,
                metrics.router, costs.router, connectors.router, connector_kinds.router,
                quality.router,
                evals.router, dashboard.router, memory.router, audit.router,

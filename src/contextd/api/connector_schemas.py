@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import PurePath
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, SecretStr, create_model
 
@@ -25,6 +25,8 @@ class ConnectorInBase(Strict):
     schedule: ScheduleSpec | None = Field(None, description="Absent: runs on demand only.")
     acl: AclOverride | None = None
     enabled: bool = True
+    if TYPE_CHECKING:  # declared by each variant (see _variant) with its own Literal
+        kind: str
 
     def raw_config(self) -> dict[str, Any]:
         """The config as sent (secrets in clear, for storage), without unsent defaults."""
@@ -57,8 +59,11 @@ def _variant(kind: str, cls: type[Any]) -> type[ConnectorInBase]:
 VARIANTS: dict[str, type[ConnectorInBase]] = {kind: _variant(kind, cls)
                                               for kind, cls in CONNECTORS.items()}
 UNION_TAGS.update(VARIANTS)
-ConnectorIn = Annotated[Union[tuple(VARIANTS.values())],  # type: ignore[valid-type]  # noqa: UP007
-                        Field(discriminator="kind")]
+if TYPE_CHECKING:  # every variant is a ConnectorInBase; the union is built at run time
+    ConnectorIn = ConnectorInBase
+else:
+    ConnectorIn = Annotated[Union[tuple(VARIANTS.values())],  # noqa: UP007
+                            Field(discriminator="kind")]
 
 
 class ConnectorKindOut(BaseModel):
