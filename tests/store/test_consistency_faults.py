@@ -59,7 +59,7 @@ def loaded(tmp_path: Path, encoder: SentenceTransformerEncoder, **overrides: Any
             before = served_ids(server, k["agent"])
     finally:
         runtime.close()
-    assert all(before.values())
+    assert any(before.values())  # answers to compare after the fault
     return settings, k, before
 
 

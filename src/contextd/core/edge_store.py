@@ -217,7 +217,7 @@ class EdgeStore:
         batch = QueryBatchRequest([
             QueryRequest(limit=query.prefetch_limit, query=q, filter=flt, with_payload=payload,
                          with_vector=False) for _, q in legs])
-        with self._lock.read():
+        with self._lock.read(), _readable("search"):
             results = self._shard.query_batch(batch)
             hits, scores = merge_legs([(name, found) for (name, _), found
                                        in zip(legs, results, strict=True)])
