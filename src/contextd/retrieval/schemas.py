@@ -76,6 +76,9 @@ class ContextBundle:
     found_reason: str = ""
     warnings: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[dict[str, Any]] | None = None  # with explain: what was left out and why
+    # Per item id, the numbers behind its rank (no text): recorded with the bundle for
+    # the dashboard's request page, never sent on the wire.
+    ranking: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def memory_text(query: str, summary: str) -> str:

@@ -280,6 +280,7 @@ class Retriever:
             memory_status=recalled.status, found=found, found_reason=reason,
             warnings=self._warnings(query, dense, sparse, candidates, recalled),
             dropped=None if dropped is None else [_dropped(c, why) for c, why in dropped],
+            ranking={p.candidate.hit.id: ranking_numbers(p.candidate) for p in packed},
         )
 
     def matched_terms(self, query: str, cand: Candidate) -> list[str]:
@@ -413,6 +414,19 @@ def explanation(cand: Candidate) -> dict[str, Any]:
         "freshness_factor": round(cand.freshness, 6),
         "freshness_clock": str(payload.get("updated_at_source") or "unknown"),
         "superseded_by": cand.superseded_by or None, "notes": list(cand.notes),
+    }
+
+
+def ranking_numbers(cand: Candidate) -> dict[str, Any]:
+    """The explanation's numbers, ids and clock name only (no query or item words), as
+    the dashboard shows them to analysts; copied from what ranking already computed."""
+    return {
+        "dense_rank": cand.dense_rank, "dense_score": round(cand.cosine, 6),
+        "bm25_rank": cand.bm25_rank, "bm25_score": round(cand.bm25, 6),
+        "fused": round(cand.fused, 6), "exact_match": bool(cand.exact),
+        "freshness_factor": round(cand.freshness, 6),
+        "freshness_clock": str(cand.hit.payload.get("updated_at_source") or "unknown"),
+        "superseded": cand.superseded, "superseded_by": cand.superseded_by or None,
     }
 
 

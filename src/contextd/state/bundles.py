@@ -19,10 +19,13 @@ def query_hash(query: str) -> str:
 
 
 def served_items(bundle: ContextBundle) -> list[dict[str, Any]]:
+    """Each item's provenance and score, with its ranking numbers (no text) under
+    ``ranking`` when the bundle carries them."""
     return [{"id": i.id, "source": i.source, "source_id": i.source_id, "kind": i.kind,
              "doc_version": i.doc_version, "updated_at": i.updated_at, "score": i.score,
-             "relevance": i.relevance, "superseded": i.superseded,
-             "tokens": i.tokens} for i in bundle.items]
+             "relevance": i.relevance, "superseded": i.superseded, "tokens": i.tokens,
+             **({"ranking": bundle.ranking[i.id]} if i.id in bundle.ranking else {})}
+            for i in bundle.items]
 
 
 def record_bundle(engine: Engine, bundle: ContextBundle, *, key_id: str, agent: str,

@@ -114,7 +114,9 @@ class BundleServed(SQLModel, table=True):
     The quality metrics (accuracy, freshness, accessibility, completeness) and memory
     recall read these rows; ``items`` keeps each item's id, source, source_id, kind,
     doc_version, updated_at and score so accuracy can be checked against the documents
-    table later. The query text is kept only when ``log_queries`` allows; its hash always.
+    table later, and under ``ranking`` the numbers behind its rank (no text) for the
+    dashboard's request page. The query text is kept only when ``log_queries`` allows;
+    its hash always.
     """
 
     __tablename__ = "bundles_served"
