@@ -122,8 +122,9 @@ def test_dashboard_renders_the_api_numbers_without_console_errors(
             "qrels": QRELS}).json()["id"]
         base = analyst.post("/v1/eval/runs", json={"golden_set": set_id}).json()
         analyst.put(f"/v1/golden-sets/{set_id}/baseline", json={"run_id": base["id"]})
+        # A budget too small for any item: every metric falls, a certain regression.
         worse = analyst.post("/v1/eval/runs", json={"golden_set": set_id,
-                                                    "config": {"freshness": False}}).json()
+                                                    "config": {"token_budget": 1}}).json()
         assert worse["regressed"]
         seed_partial_run(runtime, end)
         end = utcnow().replace(microsecond=0) + timedelta(seconds=1)  # after the eval runs
