@@ -49,7 +49,9 @@ def k(runtime: Runtime) -> dict[str, str]:
 
 
 def _context(client: httpx.Client, **body: Any) -> httpx.Response:
-    return client.post("/v1/context", json={"user_id": "ana", "top_k": 20, **body})
+    # Scope tests look at every visible item, however weakly it matches the words.
+    return client.post("/v1/context", json={"user_id": "ana", "top_k": 20,
+                                            "min_relevance": 0, **body})
 
 
 def _sources(resp: httpx.Response) -> set[str]:
@@ -119,7 +121,7 @@ def test_key_scope_narrows_inside_the_query_and_never_widens(server: LiveServer,
             assert resp.json()["error"]["details"][0]["valid"] == ["hr"]
         assert _context(client, query="Acme", kinds=["crm"]).json()["items"] == []
         # The key's scope and the user's ACL intersect: a public-only user sees no salaries.
-        resp = client.post("/v1/context", json={"query": "salary bands", "user_id": "zed"})
+        resp = _context(client, query="salary bands", user_id="zed")
         assert {i["source_id"] for i in resp.json()["items"]} == {"leave.md"}
         # In-engine filtering keeps results full length: both hr documents come back.
         assert len(_context(client, query="salary bands", top_k=2).json()["items"]) == 2
