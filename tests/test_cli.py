@@ -149,9 +149,10 @@ def test_quality_check_runs_golden_sets_and_fails_on_a_regression(
         runtime.close()
         assert main(["quality", "check", "policies"]) == 0
         assert printed_runs(capsys.readouterr().out)[0]["regressed"] is False
-        assert main(["quality", "check", "--no-freshness"]) == 1
+        # a budget too small for any item: every metric falls
+        assert main(["quality", "check", "--no-freshness", "--token-budget", "1"]) == 1
         worse = printed_runs(capsys.readouterr().out)[0]
-        assert worse["config"] == {"mode": "hybrid", "freshness": False, "token_budget": 2000,
+        assert worse["config"] == {"mode": "hybrid", "freshness": False, "token_budget": 1,
                                    "top_k": 20}
         assert worse["regressed"] is True
         assert main(["quality", "check", "nope"]) == 2

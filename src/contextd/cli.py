@@ -210,13 +210,15 @@ def cmd_quality_check(args: argparse.Namespace, settings: Settings) -> int:
     webhook = settings.quality_webhook_url
     policy = AlertPolicy(threshold=settings.quality_regression_threshold,
                          webhook_url=webhook.get_secret_value() if webhook else None)
-    config = EvalConfig(mode=args.mode, freshness=not args.no_freshness)
+    config = EvalConfig(mode=args.mode, freshness=not args.no_freshness,
+                        token_budget=args.token_budget)
     from contextd.process import remote
     from contextd.process.discovery import find_service
 
     if (service := find_service(settings)) is not None:
         runs = remote.quality_check(service, names=list(args.golden_set), mode=args.mode,
-                                    freshness=not args.no_freshness)
+                                    freshness=not args.no_freshness,
+                                    token_budget=args.token_budget)
         _print(runs)
         return 1 if any(run["regressed"] for run in runs) else 0
     runtime = local_runtime(settings)
@@ -302,14 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("golden_set", nargs="*", help="names or ids (default: every set)")
     check.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     check.add_argument("--no-freshness", action="store_true")
+    check.add_argument("--token-budget", type=int, default=2000,
+                       help="token budget of each bundle (default 2000)")
     check.set_defaults(func=cmd_quality_check)
 
     from contextd import mcp_stdio  # `contextd mcp`: its own module, imported light
 
     mcp_stdio.register(sub)
-    from contextd import operations  # `contextd verify`, `backup DIR`, `restore DIR`
+    from contextd import operations_cli  # `contextd verify`, `backup DIR`, `restore DIR`
 
-    operations.register(sub)
+    operations_cli.register(sub)
     return parser
 
 

@@ -166,17 +166,3 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
         shutil.copytree(src / "edge" / name, edge_root / name)
     args.sample = 1000
     return cmd_verify(args, settings)
-
-
-def register(sub: Any) -> None:
-    """Add ``verify``, ``backup`` and ``restore`` to the command line's subparsers."""
-    verify = sub.add_parser("verify", help="check the vector store against SQL (offline)")
-    verify.add_argument("--sample", type=int, default=1000,
-                        help="documents whose chunk ids are looked up (default 1000)")
-    verify.set_defaults(func=cmd_verify)
-    backup = sub.add_parser("backup", help="snapshot SQL and the store into DIR (offline)")
-    backup.add_argument("dir")
-    backup.set_defaults(func=cmd_backup)
-    restore = sub.add_parser("restore", help="restore a backup from DIR, then verify")
-    restore.add_argument("dir")
-    restore.set_defaults(func=cmd_restore)

@@ -65,7 +65,8 @@ def _served(runtime: Runtime, user: str, query: str, *, kinds: frozenset[str] | 
     principals = effective_principals(runtime.engine, user_id=user)
     scope = AccessScope(principals, sources=sources, kinds=kinds)
     bundle = runtime.retriever.bundle(
-        ContextQuery(query=query, user_id=user, top_k=top_k, token_budget=30000), scope)
+        ContextQuery(query=query, user_id=user, top_k=top_k, token_budget=30000,
+                     min_relevance=0.0), scope)
     acls = []
     for item in bundle.items:
         # The documents table is the source of truth for each document's ACL.

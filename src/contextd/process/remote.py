@@ -73,14 +73,15 @@ def ingest(service: RunningService, *, path: str, kind: str, name: str | None,
 
 
 def quality_check(service: RunningService, *, names: list[str], mode: str,
-                  freshness: bool) -> list[dict[str, Any]]:
+                  freshness: bool, token_budget: int = 2000) -> list[dict[str, Any]]:
     """Run golden sets (``names``, or every set) against the service's live index."""
     with _client(service) as client:
         refs = names or [g["id"] for g in _call(client, "GET", "/v1/golden-sets")]
         runs = []
         for ref in refs:
             run = _call(client, "POST", "/v1/eval/runs", json={
-                "golden_set": ref, "config": {"mode": mode, "freshness": freshness}})
+                "golden_set": ref, "config": {"mode": mode, "freshness": freshness,
+                                           "token_budget": token_budget}})
             run.pop("per_query", None)
             runs.append(run)
     _say(service, f"ran {len(runs)} golden set(s)")
