@@ -85,11 +85,11 @@ class Runtime:
                 engine.dispose()
         return done
 
-    @cached_property
-    def engine(self) -> Engine:
-        """The SQL engine; ConfigError (run ``contextd migrate``) when the schema is behind."""
+    def _checked_engine(self, url: str) -> Engine:
+        """An engine on ``url``; ConfigError (run ``contextd migrate``) when its schema is
+        behind, with the pool released."""
         s = self.settings
-        engine = make_engine(s.sql_url, timeout=s.database_timeout_seconds,
+        engine = make_engine(url, timeout=s.database_timeout_seconds,
                              cooldown=s.database_retry_seconds)
         try:
             require_schema(engine)
@@ -99,20 +99,17 @@ class Runtime:
         return engine
 
     @cached_property
+    def engine(self) -> Engine:
+        """The SQL engine; ConfigError (run ``contextd migrate``) when the schema is behind."""
+        return self._checked_engine(self.settings.sql_url)
+
+    @cached_property
     def memory_engine(self) -> Engine:
         """Interactions and entity facts: the main database unless
         ``memory_database_url`` puts them elsewhere."""
         if self.settings.memory_sql_url == self.settings.sql_url:
             return self.engine
-        s = self.settings
-        engine = make_engine(s.memory_sql_url, timeout=s.database_timeout_seconds,
-                             cooldown=s.database_retry_seconds)
-        try:
-            require_schema(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return engine
+        return self._checked_engine(self.settings.memory_sql_url)
 
     @cached_property
     def dense(self) -> DenseEncoder:
