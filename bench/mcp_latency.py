@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 def build_index(data_dir: Path, chunks: int) -> str:
     """Ingest ``chunks`` chunks into ``data_dir``; returns an agent key."""
     runtime = Runtime(Settings(data_dir=data_dir))
+    runtime.migrate()
     try:
         settings = runtime.settings
         records, _ = corpus.build(chunks, Chunker(settings.chunk_size, settings.chunk_overlap))
