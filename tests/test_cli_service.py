@@ -118,3 +118,45 @@ def test_commands_go_through_the_running_service(
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=180)
     assert not (data / SERVICE_FILE).exists() and not (data / TOKEN_FILE).exists()
+
+
+def test_commands_go_through_the_running_demo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` serves too: with it running, `contextd sync docs` goes through it."""
+    data = tmp_path / "data"
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    port = _free_port()
+    env = {**os.environ, "CONTEXTD_DATA_DIR": str(data), "CONTEXTD_SCHEDULER_ENABLED": "false",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "contextd.cli", "demo", "--data",
+                                str(sample), "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (data / SERVICE_FILE).exists():
+            assert process.poll() is None, "the demo stopped"
+            assert time.monotonic() < deadline, "the demo did not start"
+            time.sleep(0.3)
+        assert json.loads((data / SERVICE_FILE).read_text())["pid"] == process.pid
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the demo did not answer"
+            time.sleep(0.3)
+        monkeypatch.setenv("CONTEXTD_DATA_DIR", str(data))
+        get_settings.cache_clear()
+        try:
+            assert main(["sync", "docs"]) == 0
+            out, err = capsys.readouterr()
+            assert json.loads(out[out.index("{"):])["status"] == "success"
+            assert "ran connector 'docs' through the running service" in err
+        finally:
+            get_settings.cache_clear()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=180)
+    assert not (data / SERVICE_FILE).exists() and not (data / TOKEN_FILE).exists()

@@ -4,6 +4,7 @@ print, once the service answers, where everything is and the keys to use."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
@@ -84,18 +85,28 @@ def _serve_then_print(settings: Settings, host: str, port: int, text: str) -> in
     import uvicorn
 
     from contextd.api.app import create_app
+    from contextd.process.discovery import announce as service_files
+    from contextd.process.roles import exit_on_sigterm
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port,
                                            log_level="warning", log_config=None))
 
-    def announce() -> None:
+    def print_banner() -> None:
         while not server.started and not server.should_exit:
             time.sleep(0.1)
         if server.started:
             print(text, flush=True)
 
-    threading.Thread(target=announce, daemon=True, name="contextd-demo-banner").start()
-    server.run()
+    threading.Thread(target=print_banner, daemon=True, name="contextd-demo-banner").start()
+    # Like `contextd serve`: local tools (`contextd sync`, `ingest`, `quality check`) find
+    # the demo through the data directory and go through it, as the store has one owner.
+    exit_on_sigterm()
+    with contextlib.ExitStack() as stack:
+        if not settings.qdrant_url:
+            app.state.local_token = stack.enter_context(
+                service_files(settings, host=host, port=port))
+        server.run()
     sys.stdout.flush()
     return 0
 

@@ -63,9 +63,7 @@ def serve(settings: Settings, *, role: str | None, host: str | None,
     else:
         require_schemas(settings)
     app = create_app(settings)
-    # uvicorn stops on SIGTERM, then raises it again under the handler found at start: a
-    # plain exit here lets the service files below be removed.
-    signal.signal(signal.SIGTERM, _exit)
+    exit_on_sigterm()
     with contextlib.ExitStack() as stack:
         if role == "all" and not settings.qdrant_url:
             app.state.local_token = stack.enter_context(
@@ -88,6 +86,12 @@ def require_schemas(settings: Settings) -> None:
             require_schema(engine)
         finally:
             engine.dispose()
+
+
+def exit_on_sigterm() -> None:
+    """uvicorn stops on SIGTERM, then raises it again under the handler found at start: a
+    plain exit there lets the service files (``discovery.announce``) be removed."""
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def _exit(_signum: int, _frame: FrameType | None) -> None:
