@@ -186,7 +186,9 @@ class Runtime:
         return ConsistencyMonitor(engine=self.engine, store=self.store,
                                   connectors=self.connectors,
                                   interval=s.consistency_check_seconds,
-                                  sample=s.consistency_sample, auto_rebuild=s.auto_rebuild)
+                                  sample=s.consistency_sample,
+                                  # api replicas report; workers (or `all`) rebuild
+                                  auto_rebuild=s.auto_rebuild and s.role != "api")
 
     def close(self) -> None:
         """Stop the sync workers (running syncs checkpoint), then release the stores and the

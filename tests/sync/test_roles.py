@@ -126,6 +126,8 @@ def test_api_replica_queues_and_two_workers_share_one_connector(
             assert status()["sync"] == "running"
             _wait(lambda: status()["sync"] == "idle" and status()["last_success_at"], 120)
             assert not api.connectors.workers.running  # the API replica ran nothing
+            # ... and rebuilds nothing either: a missing store is rebuilt by the workers.
+            assert not api.consistency.auto_rebuild and workers[0].consistency.auto_rebuild
 
             with Session(api.engine) as session:
                 runs = sorted(session.exec(select(SyncRunRow)).all(),

@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             runtime.connectors.start_workers(schedules=settings.scheduler_enabled)
         runtime.consistency.start()  # store vs SQL: readiness and rebuild from the start
         _ = runtime.memory_engine, runtime.memory_store
-        scheduler = start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
+        # Housekeeping belongs to the processes that run background work, not api replicas.
+        scheduler = (start_purge_scheduler(runtime.memory_engine, runtime.memory_store, settings)
+                     if settings.role != "api" else None)
         async with run_mcp(app):  # the mounted MCP endpoint's sessions live as long as we do
             yield
         if scheduler is not None:
