@@ -11,12 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contextd.core.types import AccessScope
+from contextd.retrieval.ranking import Candidate
 from contextd.retrieval.schemas import ContextBundle, ContextQuery
+from contextd.retrieval.versions import mark_superseded
 from contextd.runtime import Runtime
 from tests.factories import record
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 PUBLIC = AccessScope(frozenset({"public"}))
+BOARD = AccessScope(frozenset({"public", "group:board"}))
 CUSTOMERS = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Oscorp"]
 
 
@@ -81,6 +84,38 @@ def test_versions_current_first_old_reachable_and_as_of(loaded: Runtime) -> None
     assert ids(then)[0] == "travel-2024.md" and not then.items[0].superseded
     assert all(i.updated_at <= "2025-01-01" for i in then.items)  # nothing written later
     assert "support.md" not in ids(then)
+
+
+@pytest.mark.parametrize("adapter", ["edge", "server"])
+def test_an_old_version_points_to_the_newest_version_the_caller_may_see(
+        make_runtime: Callable[..., Runtime], adapter: str) -> None:
+    """Served without its current version among the candidates (a query that targets the
+    old figures on a large corpus), an old version still says it was replaced, and by
+    which version: one the caller can see, and that existed at ``as_of``."""
+    runtime = make_runtime(adapter)
+    board_copy = record("travel-2027.md", "Travel policy (2027). The per diem is 80 EUR.",
+                        title="Travel policy", acl=("group:board",), entity_key="policy:travel",
+                        updated_at=datetime(2026, 11, 1, tzinfo=UTC))
+    runtime.ingestor.ingest([*POLICY, board_copy])
+
+    def old_alone() -> list[Candidate]:
+        found = runtime.retriever.search(ContextQuery(query="per diem 45 EUR", user_id="u"),
+                                         BOARD, limit=30)
+        return [c for c in found if c.hit.payload["source_id"] == "travel-2024.md"]
+
+    for scope, until, replaced_by in ((PUBLIC, NOW, "travel-2026.md"),
+                                      (BOARD, NOW, "travel-2027.md"),
+                                      (BOARD, datetime(2026, 10, 1, tzinfo=UTC),
+                                       "travel-2026.md"),
+                                      (PUBLIC, datetime(2025, 1, 1, tzinfo=UTC), None)):
+        [old] = old_alone()
+        mark_superseded(runtime.store, scope, [old], until)
+        assert old.superseded == (replaced_by is not None)
+        assert (old.superseded_by or None) == replaced_by
+    bundle = ask(runtime, "per diem 45 EUR per day, hotels 110 EUR")
+    old_item = next(i for i in bundle.items if i.source_id == "travel-2024.md")
+    assert old_item.superseded_by == "travel-2026.md"
+    assert "versions" in bundle.stats["stages_ms"]
 
 
 def test_no_answer_is_found_false_with_a_reason(loaded: Runtime) -> None:

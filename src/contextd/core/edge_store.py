@@ -51,6 +51,8 @@ from contextd.core.store import (
     KEYWORD_FIELDS,
     SPARSE,
     VECTOR_FIELD,
+    VERSION_FIELDS,
+    VERSION_LIMIT,
     Freshness,
     ScoredChunk,
     SearchQuery,
@@ -274,6 +276,21 @@ class EdgeStore:
             found = self._shard.facet(FacetRequest("source", limit=limit, exact=True,
                                                    filter=scope_filter(scope)))
         return {str(hit.value): int(hit.count) for hit in found.hits}
+
+    def versions(self, scope: AccessScope, entity_keys: Sequence[str],
+                 until: datetime | None = None) -> list[dict[str, Any]]:
+        from qdrant_edge import ScrollRequest
+
+        if scope.is_empty or not entity_keys:
+            return []
+        flt = scope_filter(scope, [FieldCondition("entity_key",
+                                                  match=MatchAny(sorted(set(entity_keys))))],
+                           as_of=until)
+        request = ScrollRequest(limit=VERSION_LIMIT, filter=flt, with_vector=False,
+                                with_payload=PayloadSelector.Include(list(VERSION_FIELDS)))
+        with self._lock.read(), _readable("versions"):
+            records, _ = self._shard.scroll(request)
+        return [dict(r.payload or {}) for r in records]
 
     @contextmanager
     def writes_paused(self) -> Iterator[None]:

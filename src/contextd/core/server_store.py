@@ -30,6 +30,8 @@ from contextd.core.store import (
     KEYWORD_FIELDS,
     SPARSE,
     VECTOR_FIELD,
+    VERSION_FIELDS,
+    VERSION_LIMIT,
     Freshness,
     ScoredChunk,
     SearchQuery,
@@ -231,6 +233,18 @@ class ServerStore:
         found = self.client.facet(self.collection, key="source",
                                   facet_filter=scope_filter(scope), limit=limit, exact=True)
         return {str(hit.value): int(hit.count) for hit in found.hits}
+
+    def versions(self, scope: AccessScope, entity_keys: Sequence[str],
+                 until: datetime | None = None) -> list[dict[str, Any]]:
+        if scope.is_empty or not entity_keys:
+            return []
+        flt = m.Filter(must=[
+            scope_filter(scope, as_of=until),
+            m.FieldCondition(key="entity_key", match=m.MatchAny(any=sorted(set(entity_keys))))])
+        records, _ = self.client.scroll(
+            self.collection, scroll_filter=flt, limit=VERSION_LIMIT, with_vectors=False,
+            with_payload=m.PayloadSelectorInclude(include=list(VERSION_FIELDS)))
+        return [dict(r.payload or {}) for r in records]
 
     def optimize(self) -> None:
         """The server optimizes on its own schedule; nothing to do."""

@@ -49,6 +49,9 @@ DATETIME_FIELDS = ("updated_at",)
 
 # A copy of each point's dense vector in its payload: float32 bytes, base64.
 VECTOR_FIELD = "_dense_f32"
+# What :meth:`VectorStore.versions` reads of each chunk.
+VERSION_FIELDS = ("entity_key", "source", "source_id", "updated_at")
+VERSION_LIMIT = 2000  # chunks, across the entities of one bundle
 
 
 def vector_field(dense: Sequence[float] | np.ndarray) -> str:
@@ -247,6 +250,13 @@ class VectorStore(Protocol):
 
     def source_counts(self, scope: AccessScope, limit: int = 1000) -> dict[str, int]:
         """Chunks visible to ``scope`` per source (counted by the engine under the filter)."""
+        ...
+
+    def versions(self, scope: AccessScope, entity_keys: Sequence[str],
+                 until: datetime | None = None) -> list[dict[str, Any]]:
+        """``entity_key``, ``source``, ``source_id`` and ``updated_at`` of every chunk of
+        those entities visible to ``scope`` (the scope is part of the engine filter) and
+        written no later than ``until``: which versions of an entity the caller may see."""
         ...
 
     def close(self) -> None:

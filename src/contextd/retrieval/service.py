@@ -36,6 +36,7 @@ from contextd.retrieval.ranking import (
 )
 from contextd.retrieval.schemas import BundleItem, ContextBundle, ContextQuery
 from contextd.retrieval.scoring import Weights, content_words, score
+from contextd.retrieval.versions import mark_superseded
 
 DAY = 86400.0
 log = logging.getLogger(__name__)
@@ -255,6 +256,10 @@ class Retriever:
         with timer.stage("pack"):
             packed, truncated = pack(relevant, budget=query.token_budget - recalled.tokens,
                                      top_k=query.top_k, dropped=dropped)
+        with timer.stage("versions"):
+            mark_superseded(self.store, resolved, [p.candidate for p in packed],
+                            query.as_of or self.clock())
+        with timer.stage("pack"):
             items = [_item(p.candidate, p.text, p.tokens, query.explain) for p in packed]
             if query.explain:
                 for item, p in zip(items, packed, strict=True):
