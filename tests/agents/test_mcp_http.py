@@ -4,14 +4,17 @@ every tool, refusals before any tool runs, and tool errors for bad input."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from mcp import MCPError
+from sqlmodel import Session, select
 
 from contextd.runtime import Runtime
 from contextd.state.keys import KeyPolicy, create_key, revoke_key
+from contextd.state.tables import ContextRequestRow
 from tests.agents.world import (
     RESTRICTED,
     http_context,
@@ -213,3 +216,85 @@ def _has_mcp_error(exc: BaseException) -> bool:
         return True
     return isinstance(exc, BaseExceptionGroup) and any(_has_mcp_error(e)
                                                        for e in exc.exceptions)
+
+
+def _context_rows(runtime: Runtime, count: int) -> list[ContextRequestRow]:
+    """The context outcome rows, once ``count`` are there (they are written after the
+    response), or whatever is there after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        with Session(runtime.engine) as session:
+            rows = list(session.exec(select(ContextRequestRow)))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_get_context_is_held_to_the_keys_limits_and_recorded_like_post_context(
+        server: LiveServer, runtime: Runtime) -> None:
+    """The tool serves POST /v1/context's work in-process with the key the gate verified:
+    it takes the same rate-limit tokens (none for initialize or tools/list), applies the
+    key's limits and the body's validation, and leaves the same audit and outcome rows."""
+    admin = keys(runtime.engine)["admin"]
+    _, limited = create_key(runtime.engine, name="limited", role="agent", policy=KeyPolicy(
+        rate_per_minute=1, burst=2, max_token_budget=500, max_request_bytes=400))
+
+    async def go() -> None:
+        async with mcp_session(f"{server.base_url}/mcp", limited) as session:
+            await session.list_tools()
+            too_big = await session.call_tool("get_context", {
+                "query": "leave", "user_id": "ana", "token_budget": 900})
+            assert too_big.is_error and "token_budget" in text_of(too_big)
+            served = structured(await session.call_tool(
+                "get_context", {"query": "parental leave", "user_id": "ana"}))
+            assert served["items"]
+            limited_now = await session.call_tool(
+                "get_context", {"query": "parental leave", "user_id": "ana"})
+            assert limited_now.is_error and "429 (rate_limited)" in text_of(limited_now)
+
+    run(go)
+    with server.client(admin) as reader:
+        audit = reader.get("/v1/audit", params={"actor": "limited"}).json()["events"]
+    actions = sorted((e["action"], e["outcome"]) for e in audit)
+    assert ("request.rate_limited", "rate_limited") in actions
+    assert [e["target"] for e in audit if e["action"] == "request.rate_limited"] == [
+        "/v1/context"]
+    assert sorted(o for a, o in actions if a == "context.request") == ["invalid_input", "ok"]
+    # One outcome row per admitted call (422 and 200); the rate-limited call is refused
+    # before the route admits the key, as over HTTP.
+    _context_rows(runtime, 2)
+    time.sleep(0.3)  # room for a wrong third row to appear
+    assert sorted(r.status for r in _context_rows(runtime, 2)) == [200, 422]
+
+
+def test_a_body_over_the_keys_size_limit_and_a_forged_marker_header_are_refused(
+        server: LiveServer, runtime: Runtime) -> None:
+    agent = keys(runtime.engine)["agent"]
+    _, small = create_key(runtime.engine, name="small", role="agent",
+                          policy=KeyPolicy(max_request_bytes=60))
+
+    async def go() -> None:
+        async with mcp_session(f"{server.base_url}/mcp", small) as session:
+            result = await session.call_tool("get_context", {
+                "query": "parental leave " * 10, "user_id": "ana"})
+            assert result.is_error and "413 (payload_too_large)" in text_of(result)
+
+    run(go)
+    # The verified key travels as an object in the request's ASGI state; no header can
+    # stand in for it, nor for the bearer.
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "get_context", "arguments": {"query": "salary bands", "user_id": "ana"}}}
+    agent_id = agent.split("_")[1]
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        resp = client.post("/mcp", json=call, headers={
+            "Accept": "application/json, text/event-stream",
+            "Mcp-Protocol-Version": "2025-11-25", "contextd.mcp.key": agent_id,
+            "X-Contextd-Verified-Key": agent_id, "Authorization": "Bearer ctxd_x_y"})
+        assert resp.status_code == 401, resp.text
+        ok = client.post("/mcp", json=call, headers={
+            "Accept": "application/json, text/event-stream",
+            "Mcp-Protocol-Version": "2025-11-25", "Authorization": f"Bearer {agent}"})
+    assert ok.status_code == 200 and "result" in ok.json(), ok.text
+    # Served without a second HTTP request: the outcome row carries the MCP request's id.
+    request_id = ok.headers["x-request-id"]
+    assert request_id in [r.request_id for r in _context_rows(runtime, 2)]

@@ -39,10 +39,9 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _admit(runtime: Runtime, limiter: RateLimiter, token: str, path: str) -> ApiKey:
-    """Authenticate, then take one token from the key's bucket (one thread hop for both)."""
+def take_token(runtime: Runtime, limiter: RateLimiter, key: ApiKey, path: str) -> None:
+    """One token from the key's bucket, or RateLimited (audited) when it is empty."""
     settings = runtime.settings
-    key = authenticate(runtime.engine, token, outage_grace=settings.db_outage_grace_seconds)
     decision = limiter.take(key.id, rate_per_minute=key.policy.rate_per_minute
                             or settings.rate_limit_per_minute,
                             burst=key.policy.burst or settings.rate_limit_burst)
@@ -53,7 +52,34 @@ def _admit(runtime: Runtime, limiter: RateLimiter, token: str, path: str) -> Api
                      details={"retry_after": round(decision.retry_after, 3)})
         raise RateLimited(f"rate limit of API key {key.id!r} exceeded; retry later",
                           retry_after=decision.retry_after)
+
+
+def _admit(runtime: Runtime, limiter: RateLimiter, token: str, path: str) -> ApiKey:
+    """Authenticate, then take one token from the key's bucket (one thread hop for both)."""
+    settings = runtime.settings
+    key = authenticate(runtime.engine, token, outage_grace=settings.db_outage_grace_seconds)
+    take_token(runtime, limiter, key, path)
     return key
+
+
+def check_key_limits(runtime: Runtime, key: ApiKey, body_size: int) -> None:
+    """What an admitted key may still not do: act unbound where the service requires bound
+    agent keys (403), send a body over its own size limit (413)."""
+    if (key.role == "agent" and not key.policy.bound
+            and runtime.settings.require_bound_agent_keys):
+        raise PermissionDenied("this agent key is not bound to users, and the service "
+                               "requires bound agent keys: bind it (PUT /v1/keys/{id}/policy)")
+    max_bytes = key.policy.max_request_bytes
+    if max_bytes is not None and body_size > max_bytes:
+        raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",
+                              details=[{"field": "body", "limit": max_bytes}])
+
+
+def check_role(key: ApiKey, allowed: frozenset[str]) -> None:
+    """PermissionDenied unless the key's role is one of ``allowed``."""
+    if key.role not in allowed:
+        raise PermissionDenied(
+            f"role {key.role!r} may not call this endpoint; needs one of {sorted(allowed)}")
 
 
 async def current_key(
@@ -73,14 +99,8 @@ async def current_key(
     limiter: RateLimiter = request.app.state.rate_limiter
     key = await in_thread(_admit, runtime, limiter, token, request.url.path)
     request.scope.setdefault("state", {})[AUTHENTICATED] = key.id
-    if (key.role == "agent" and not key.policy.bound
-            and runtime.settings.require_bound_agent_keys):
-        raise PermissionDenied("this agent key is not bound to users, and the service "
-                               "requires bound agent keys: bind it (PUT /v1/keys/{id}/policy)")
-    max_bytes = key.policy.max_request_bytes
-    if max_bytes is not None and len(await request.body()) > max_bytes:
-        raise PayloadTooLarge(f"request body exceeds this key's limit of {max_bytes} bytes",
-                              details=[{"field": "body", "limit": max_bytes}])
+    size = len(await request.body()) if key.policy.max_request_bytes is not None else 0
+    check_key_limits(runtime, key, size)
     return key
 
 
@@ -89,9 +109,7 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
     allowed = frozenset((*roles, "admin"))
 
     async def check(key: Annotated[ApiKey, Depends(current_key)]) -> ApiKey:
-        if key.role not in allowed:
-            raise PermissionDenied(
-                f"role {key.role!r} may not call this endpoint; needs one of {sorted(allowed)}")
+        check_role(key, allowed)
         return key
 
     check.required_roles = allowed  # type: ignore[attr-defined]
@@ -99,6 +117,7 @@ def require_roles(*roles: str):  # type: ignore[no-untyped-def]
 
 
 agent_roles = require_roles("agent")
+AGENT_ROLES: frozenset[str] = agent_roles.required_roles
 AgentKey = Annotated[ApiKey, Depends(agent_roles)]
 AnalystKey = Annotated[ApiKey, Depends(require_roles("analyst"))]
 AdminKey = Annotated[ApiKey, Depends(require_roles())]

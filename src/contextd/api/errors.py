@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -78,54 +79,49 @@ def _error_field(err: Any) -> str:
     return field
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
-
-    @app.exception_handler(e.ContextdError)
-    async def _domain(_: Request, exc: e.ContextdError) -> JSONResponse:
+def error_answer(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """Status, JSON error body and headers for ``exc``, counted in the error metric (an
+    unexpected error is logged, never described). The handlers below answer with it, and
+    so does the MCP ``get_context`` tool, which serves the route's work without the route."""
+    if isinstance(exc, e.ContextdError):
         status = status_of(exc)
         ERRORS.labels(exc.code).inc()
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, e.RateLimited):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return status, error_body(exc.code, exc.message, exc.details), headers
+    if isinstance(exc, RequestValidationError | ValidationError):
         details = [{"field": _error_field(err), "message": err.get("msg", ""),
                     "type": err.get("type", "")} for err in exc.errors()]
         fields = ", ".join(d["field"] for d in details)
         ERRORS.labels("invalid_input").inc()
-        return JSONResponse(error_body("invalid_input", f"invalid request: {fields}", details),
-                            422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return 422, error_body("invalid_input", f"invalid request: {fields}", details), None
+    if isinstance(exc, StarletteHTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         ERRORS.labels(code).inc()
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
-                            getattr(exc, "headers", None))
-
-    @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
-        # The database could not be reached or refused the work: retry later, not a bug.
-        log.warning("database unavailable", extra={"event": "database_unavailable",
-                                                   "error": type(exc.orig).__name__})
+        return exc.status_code, error_body(code, str(exc.detail)), getattr(exc, "headers", None)
+    if isinstance(exc, OperationalError | PoolTimeout):
+        # The database could not be reached, refused the work, or every pooled connection
+        # is busy (a slow or frozen database): retry later, not a bug.
+        log.warning("database unavailable", extra={
+            "event": "database_unavailable",
+            "error": "pool_timeout" if isinstance(exc, PoolTimeout)
+            else type(exc.orig).__name__})
         ERRORS.labels("unavailable").inc()
-        return JSONResponse(error_body("unavailable", "the database is unavailable; retry "
-                                       "shortly"), 503, {"Retry-After": "5"})
+        return 503, error_body("unavailable", "the database is unavailable; retry "
+                               "shortly"), {"Retry-After": "5"}
+    log.error("unhandled error", exc_info=exc, extra={"event": "unhandled_error"})
+    ERRORS.labels("internal_error").inc()
+    return 500, error_body("internal_error", "internal server error"), None
 
-    @app.exception_handler(PoolTimeout)
-    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
-        # Every pooled connection is busy (a slow or frozen database): retry later.
-        log.warning("database pool exhausted", extra={"event": "database_unavailable",
-                                                      "error": "pool_timeout"})
-        ERRORS.labels("unavailable").inc()
-        return JSONResponse(error_body("unavailable", "the database is unavailable; retry "
-                                       "shortly"), 503, {"Retry-After": "5"})
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc, extra={"event": "unhandled_error"})
-        ERRORS.labels("internal_error").inc()
-        return JSONResponse(error_body("internal_error", "internal server error"), 500)
+async def _answer(_: Request, exc: Exception) -> JSONResponse:
+    status, body, headers = error_answer(exc)
+    return JSONResponse(body, status, headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    for kind in (e.ContextdError, RequestValidationError, StarletteHTTPException,
+                 OperationalError, PoolTimeout, Exception):
+        app.add_exception_handler(kind, _answer)

@@ -6,6 +6,13 @@
 - **Tools are clients of the API.** Each tool call becomes one request to the ``/v1`` routes
   of this same app, in-process (no socket), carrying the caller's Authorization header;
   the route applies the key's policy, user binding, audit and rate limit as for any client.
+- **get_context, the hot path, skips the round trip.** The gate hands the key it verified
+  to the tool as a Python object in the request's ASGI state (nothing a client sends can
+  put it there), and the tool runs what ``POST /v1/context`` runs once its key is known
+  (``serve_context_as``: rate limit, key limits, role, validation, policy, user binding,
+  audit), answers errors as the API's handlers do, and leaves the route's background work
+  (metering, bundle record, audit, the outcome row) until the MCP response is sent. One
+  key lookup and two thread hops per call, as for ``POST /v1/context``.
 - **Stateless.** Every MCP request stands alone (no session affinity), like the API, so
   API replicas behind a load balancer serve MCP too; answers are JSON, not SSE streams.
 
@@ -16,29 +23,45 @@ Starlette app's own lifespan never runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
-from fastapi import FastAPI
+from fastapi import BackgroundTasks, FastAPI
+from mcp.server.mcpserver import Context
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contextd.api.errors import error_body
+from contextd.api.deps import AGENT_ROLES
+from contextd.api.errors import error_answer, error_body
 from contextd.api.mcptools import FORWARDED, build_server
+from contextd.api.outcomes import record_outcome
+from contextd.api.ratelimit import RateLimiter
+from contextd.api.routers.context import serve_context_as
 from contextd.api.threads import in_thread
+from contextd.client.calls import Call
 from contextd.client.transport import AsyncClient
-from contextd.core.errors import AuthenticationFailed
+from contextd.core.errors import AuthenticationFailed, RateLimited
+from contextd.core.logging import request_id_var
 from contextd.runtime import Runtime
-from contextd.state.keys import authenticate
+from contextd.state.keys import ApiKey, authenticate
 
 MCP_PATH = "/mcp"
-MCP_ROLES = frozenset({"agent", "admin"})
+MCP_ROLES = AGENT_ROLES
 INTERNAL_BASE = "http://contextd.internal"
+# Set by the gate in an admitted request's ASGI state (objects, never parsed from input).
+VERIFIED_KEY = "contextd.mcp.key"
+AFTER_RESPONSE = "contextd.mcp.after_response"
+log = logging.getLogger(__name__)
 
 
 class InProcessTransport(httpx.AsyncBaseTransport):
@@ -106,22 +129,61 @@ class InProcessTransport(httpx.AsyncBaseTransport):
                               request=request)
 
 
+class AfterResponse:
+    """Work to run once the MCP response is sent, in the request's task, as Starlette runs
+    a route's background tasks; added after that point, it runs at once in its own task."""
+
+    def __init__(self) -> None:
+        self._jobs: list[Callable[[], Awaitable[None]]] = []
+        self._open = True
+        self._late: set[asyncio.Task[None]] = set()
+
+    def add(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self._open:
+            self._jobs.append(job)
+            return
+        task = asyncio.create_task(self._run_one(job))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def run(self) -> None:
+        self._open = False
+        with anyio.CancelScope(shield=True):  # a client gone away still leaves its audit rows
+            for job in self._jobs:
+                await self._run_one(job)
+        self._jobs.clear()
+
+    @staticmethod
+    async def _run_one(job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except Exception:
+            log.exception("MCP background work failed", extra={"event": "mcp_background_failed"})
+
+
 class KeyGate:
     """Admit an MCP HTTP request only with an active key of an MCP role; otherwise answer
-    401/403 with the API's JSON error before the MCP layer sees the request."""
+    401/403 with the API's JSON error before the MCP layer sees the request. An admitted
+    request carries the key and its after-response work in its ASGI state."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = await self._refusal(scope)
-        if refusal is not None:
-            await refusal(scope, receive, send)
+        admitted = await self._admit(scope)
+        if isinstance(admitted, JSONResponse):
+            await admitted(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        after = AfterResponse()
+        state = scope.setdefault("state", {})
+        state[VERIFIED_KEY], state[AFTER_RESPONSE] = admitted, after
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            await after.run()
 
-    async def _refusal(self, scope: Scope) -> JSONResponse | None:
+    async def _admit(self, scope: Scope) -> ApiKey | JSONResponse:
         headers = dict(scope.get("headers") or [])
         scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         challenge = {"WWW-Authenticate": "Bearer"}
@@ -140,7 +202,39 @@ class KeyGate:
             return JSONResponse(error_body(
                 "forbidden", f"role {key.role!r} may not use MCP; needs one of "
                              f"{sorted(MCP_ROLES)}"), status_code=403)
-        return None
+        return key
+
+
+class LocalContext:
+    """get_context's ``POST /v1/context`` served in this process for the key the gate
+    verified: the route's own code after authentication, in one thread hop."""
+
+    def __init__(self, app: FastAPI, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, ctx: Context, call: Call[Any]) -> tuple[int, Any] | None:
+        scope = getattr(ctx.request_context.request, "scope", None) or {}
+        state = scope.get("state") or {}
+        key, after = state.get(VERIFIED_KEY), state.get(AFTER_RESPONSE)
+        if not isinstance(key, ApiKey) or not isinstance(after, AfterResponse):
+            return None  # not through the gate: the in-process API authenticates it
+        started = time.perf_counter()
+        background = BackgroundTasks()
+        limiter: RateLimiter = self.app.state.rate_limiter
+        try:
+            response = await in_thread(serve_context_as, json.dumps(call.json).encode(),
+                                       self.runtime, limiter, key, background)
+            status, body = response.status_code, json.loads(bytes(response.body))
+        except Exception as exc:
+            status, body, _ = error_answer(exc)
+            if isinstance(exc, RateLimited):  # refused before the route admits the key
+                return status, body
+        latency_ms = (time.perf_counter() - started) * 1000
+        after.add(background)
+        after.add(functools.partial(record_outcome, self.runtime.engine, status, latency_ms,
+                                    request_id_var.get() or ""))
+        return status, body
 
 
 class _NamedRoute(Route):
@@ -164,7 +258,8 @@ def install_mcp(app: FastAPI, runtime: Runtime) -> None:
     api = AsyncClient(http=httpx.AsyncClient(base_url=INTERNAL_BASE, timeout=60.0,
                                              transport=InProcessTransport(app)),
                       max_retries=0)
-    server = build_server(api, _forwarded)
+    server = build_server(api, _forwarded,
+                          local_context=LocalContext(app, runtime))
     # Builds the session manager; DNS-rebinding checks are off because every request
     # must carry a bearer key, which a rebinding page in a browser cannot attach.
     server.streamable_http_app(

@@ -1,16 +1,17 @@
 """contextd's MCP tools: thin clients of its own HTTP API.
 
-Every tool sends one request to the ``/v1`` API with the caller's own key (the bearer the
+Every tool makes one request of the ``/v1`` API with the caller's own key (the bearer the
 MCP request carried, or ``CONTEXTD_API_KEY`` over stdio), so authentication, the key's
 policy and user binding, the ACL filter inside the engine, audit and rate limits are
-exactly those of the HTTP routes; nothing is re-implemented here. A refused or invalid
-request comes back as a tool error (``isError``) whose text is the service's JSON error,
-which names the field and, for filters, the valid values.
+exactly those of the HTTP routes; nothing is re-implemented here. Inside the service,
+get_context's request is served by the route's own code without an HTTP round trip (see
+``mcpmount``). A refused or invalid request comes back as a tool error (``isError``) whose
+text is the service's JSON error, which names the field and, for filters, the valid values.
 """
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -40,6 +41,9 @@ UserId = Annotated[str | None, Field(
     description="The end user the agent acts for; their access rights apply. May be "
                 "omitted when the API key is bound to one user.")]
 Kind = Literal["document", "email", "crm"]
+
+# Serves one API call in this process: (HTTP status, JSON body), or None to send it.
+LocalCall = Callable[[Context, Call[Any]], Awaitable[tuple[int, Any] | None]]
 
 _REF = re.compile(r"\(([^()\s,]+:[^()\s,]+),\s*updated [^()]*\)\s*$")
 
@@ -104,18 +108,25 @@ def bundle_text(bundle: dict[str, Any]) -> str:
 
 def build_server(api: AsyncClient,
                  headers_of: Callable[[Context], dict[str, str] | None],
-                 refuse: Callable[[str], str | None] | None = None) -> MCPServer:
+                 refuse: Callable[[str], str | None] | None = None,
+                 local_context: LocalCall | None = None) -> MCPServer:
     """The MCP server whose tools call the HTTP API through ``api``; ``headers_of(ctx)``
     gives the per-call headers (the caller's Authorization), None to use ``api``'s own;
-    ``refuse(tool)`` may return why a tool cannot run in this deployment."""
+    ``refuse(tool)`` may return why a tool cannot run in this deployment;
+    ``local_context(ctx, call)`` may serve get_context's ``POST /v1/context`` itself
+    (status and JSON body), or return None to leave it to ``api``."""
     server = MCPServer("contextd", version=__version__, instructions=INSTRUCTIONS)
 
     async def call(ctx: Context, tool: str, request: Call[Any],
-                   ) -> tuple[Any, CallToolResult | None]:
+                   local: LocalCall | None = None) -> tuple[Any, CallToolResult | None]:
         reason = refuse(tool) if refuse else None
         if reason:
             return None, tool_error(503, {"error": {"code": "unavailable",
                                                     "message": reason}})
+        served = await local(ctx, request) if local is not None else None
+        if served is not None:
+            status, body = served
+            return (body, None) if status < 400 else (None, tool_error(status, body))
         try:
             response = await api.send_raw(request, headers=headers_of(ctx))
         except httpx.HTTPError as exc:
@@ -164,7 +175,7 @@ def build_server(api: AsyncClient,
         guessing."""
         body, error = await call(ctx, "get_context", calls.context(
             query, user_id, token_budget=token_budget, kinds=kinds, sources=sources,
-            as_of=as_of, session_id=session_id))
+            as_of=as_of, session_id=session_id), local_context)
         return error or result(body, bundle_text(body))
 
     @server.tool(annotations=read_only)

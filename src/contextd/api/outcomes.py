@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
+from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contextd.api.threads import in_thread
@@ -61,13 +62,7 @@ class ContextOutcomeMiddleware:
 
     async def _record(self, scope: Scope, status: int, latency_ms: float,
                       request_id: str) -> None:
-        engine = scope["app"].state.runtime.engine
-        try:
-            await in_thread(record_context_request, engine, status=status,
-                            latency_ms=latency_ms, request_id=request_id)
-        except Exception as exc:  # the agent already has its answer; never fail it
-            log.error("context outcome not recorded", extra={
-                "event": "context_outcome_failed", "error": type(exc).__name__})
+        await record_outcome(scope["app"].state.runtime.engine, status, latency_ms, request_id)
 
     def _reject(self, status: int, request_id: str) -> None:
         reason = _REASONS.get(status, "other")
@@ -77,3 +72,15 @@ class ContextOutcomeMiddleware:
             log.warning("context call refused before authentication", extra={
                 "event": "request_rejected", "reason": reason, "status": status,
                 "request_id": request_id, "sampled_one_in": _LOG_EVERY})
+
+
+async def record_outcome(engine: Engine, status: int, latency_ms: float,
+                         request_id: str) -> None:
+    """One authenticated context call's outcome row; a failure is logged, never raised (the
+    agent already has its answer)."""
+    try:
+        await in_thread(record_context_request, engine, status=status,
+                        latency_ms=latency_ms, request_id=request_id)
+    except Exception as exc:
+        log.error("context outcome not recorded", extra={
+            "event": "context_outcome_failed", "error": type(exc).__name__})

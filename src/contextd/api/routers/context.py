@@ -15,7 +15,16 @@ from contextd.api.access import (
     redact_bundle,
 )
 from contextd.api.background import best_effort
-from contextd.api.deps import AgentKey, RuntimeDep
+from contextd.api.deps import (
+    AGENT_ROLES,
+    AgentKey,
+    RuntimeDep,
+    check_key_limits,
+    check_role,
+    take_token,
+)
+from contextd.api.outcomes import CONTEXT_PATH
+from contextd.api.ratelimit import RateLimiter
 from contextd.api.schemas import ContextRequestIn, ContextResponse
 from contextd.api.threads import in_thread
 from contextd.core.errors import ContextdError, InvalidInput
@@ -44,6 +53,19 @@ async def post_context(body: ContextRequestIn, runtime: RuntimeDep, key: AgentKe
     the model thread while this thread resolves the user's principals; then search, rank,
     pack."""
     return await in_thread(serve_context, body, runtime, key, background)
+
+
+def serve_context_as(raw: bytes, runtime: Runtime, limiter: RateLimiter, key: ApiKey,
+                     background: BackgroundTasks) -> Response:
+    """``POST /v1/context`` with the JSON body ``raw`` for ``key``, which the caller has
+    already authenticated (the MCP endpoint's gate, from the same bearer), in one blocking
+    call: what the route's dependencies do once the key is known (rate limit, the key's
+    own limits, role), the body's validation, then :func:`serve_context`. Errors raise as
+    they would in the route."""
+    take_token(runtime, limiter, key, CONTEXT_PATH)
+    check_key_limits(runtime, key, len(raw))
+    check_role(key, AGENT_ROLES)
+    return serve_context(ContextRequestIn.model_validate_json(raw), runtime, key, background)
 
 
 def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
