@@ -256,10 +256,9 @@ class Retriever:
         with timer.stage("pack"):
             packed, truncated = pack(relevant, budget=query.token_budget - recalled.tokens,
                                      top_k=query.top_k, dropped=dropped)
-        with timer.stage("versions"):
+            # What replaced each served item, though its successor was not a candidate.
             mark_superseded(self.store, resolved, [p.candidate for p in packed],
                             query.as_of or self.clock())
-        with timer.stage("pack"):
             items = [_item(p.candidate, p.text, p.tokens, query.explain) for p in packed]
             if query.explain:
                 for item, p in zip(items, packed, strict=True):
