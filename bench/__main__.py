@@ -1,5 +1,6 @@
 """``make bench``: ingest throughput, re-ingest, /v1/context latency, LlamaIndex baseline,
-then serving during a sync and under concurrency (bench/concurrency.py).
+then serving during a sync and under concurrency (bench/concurrency.py), then MCP
+``get_context`` against ``POST /v1/context`` (bench/mcp_latency.py, ``--mcp-chunks``).
 
 Every target is a ratio against a baseline measured in this process on the same data;
 the machine is small and shared, so latencies are medians.
