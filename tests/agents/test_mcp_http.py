@@ -8,8 +8,10 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import httpx2
 import pytest
-from mcp import MCPError
+from mcp import Client, MCPError
+from mcp.client.streamable_http import streamable_http_client
 from sqlmodel import Session, select
 
 from contextd.runtime import Runtime
@@ -78,7 +80,19 @@ def test_get_context_returns_the_items_of_post_context(server: LiveServer,
                 assert item["citation"] in text
                 assert f"ref: {item['source']}:{item['source_id']}" in text
 
+    async def modern() -> None:
+        """The SDK's mcp.Client in its default mode discovers the server and speaks the
+        per-request protocol (no initialize): the same items."""
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {agent}"},
+                                      timeout=60) as http, \
+                Client(streamable_http_client(f"{server.base_url}/mcp",
+                                              http_client=http)) as client:
+            assert client.protocol_version == "2026-07-28"
+            assert ranked(structured(await client.call_tool("get_context", body))) == ranked(
+                expected)
+
     run(go)
+    run(modern)
 
 
 def test_a_restricted_user_never_receives_restricted_items_through_any_tool(
