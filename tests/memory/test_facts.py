@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
 from sqlmodel import Session, col, select
 
 from contextd.core.types import Tombstone
@@ -77,10 +76,6 @@ def test_facts_as_of_history_acl_and_deletion(mem_runtime: Runtime) -> None:
     assert stage(principals=ALICE, as_of=NOV_10)[0]["value"] == "negotiation"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "as_of now also filters documents by updated_at, and the store keeps only a record's "
-    "current version, so a past as_of finds no deal item and no facts are attached; facts "
-    "for as_of must be looked up for the entities the query names, not only served items"))
 def test_bundle_shows_current_stage_and_the_stage_as_of_a_past_date(
         mem_runtime: Runtime, mem_server: LiveServer) -> None:
     for stage, at in (("qualification", OCT_1), ("proposal", OCT_20), ("negotiation", NOV_10)):
@@ -94,6 +89,7 @@ def test_bundle_shows_current_stage_and_the_stage_as_of_a_past_date(
         then = client.post("/v1/context", json={**body, "as_of": "2026-10-25T00:00:00Z",
                                                 "fact_history": True}).json()
         bob = client.post("/v1/context", json={**body, "user_id": "bob"}).json()
+        before = client.post("/v1/context", json={**body, "as_of": "2026-09-01T00:00:00Z"}).json()
         bad = client.post("/v1/context", json={**body, "as_of": "2026-10-25T00:00:00"})
     assert now["memory_status"] == "ok"
     assert any(i["entity_key"] == "deal:D-101" for i in now["items"])
@@ -105,6 +101,8 @@ def test_bundle_shows_current_stage_and_the_stage_as_of_a_past_date(
     assert past["stage"]["value"] == "proposal"
     assert [h["value"] for h in past["stage"]["history"]] == ["qualification"]
     assert bob["facts"] == [] and bob["items"] == []
+    # Before the deal existed: neither its record nor any of its facts.
+    assert before["items"] == [] and before["facts"] == []
     assert now["token_count"] <= 2000
     assert now["token_count"] == sum(i["tokens"] for i in now["items"]) + sum(
         f["tokens"] for f in now["facts"]) + sum(m["tokens"] for m in now["memory"])

@@ -6,6 +6,7 @@ themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -250,9 +251,12 @@ class Retriever:
                 dropped.extend((c, f"relevance {c.relevance:.3f} below min_relevance "
                                    f"{floor}") for c in ranked if c.relevance < floor)
         recalled = Recalled(status="disabled")
+        named: list[str] = []
         if memory is not None and query.include_memory and dense is not None:
             with timer.stage("memory"):
-                recalled = self._recall(memory, query, dense, resolved, relevant)
+                if query.as_of is not None:
+                    named = self._entities_now(query, dense, sparse, resolved, floor, timer)
+                recalled = self._recall(memory, query, dense, resolved, relevant, named)
         with timer.stage("pack"):
             packed, truncated = pack(relevant, budget=query.token_budget - recalled.tokens,
                                      top_k=query.top_k, dropped=dropped)
@@ -265,7 +269,7 @@ class Retriever:
                     if item.explain is not None:
                         item.explain["matched_terms"] = self.matched_terms(query.query,
                                                                            p.candidate)
-            mentioned = {e for p in packed for e in _entities(p.candidate)}
+            mentioned = {e for p in packed for e in _entities(p.candidate)} | set(named)
             facts = [f for f in recalled.facts if f["entity"] in mentioned]
         token_count = sum(i.tokens for i in items) + sum(m["tokens"] for m in recalled.memory) \
             + sum(f["tokens"] for f in facts)
@@ -324,12 +328,31 @@ class Retriever:
                 kinds.setdefault(str(c.hit.payload.get("source")), str(c.hit.payload.get("kind")))
             out.extend(self.source_lag.late(kinds, self.clock()))
         return out
+    def _entities_now(self, query: ContextQuery, dense: np.ndarray, sparse: SparseVec | None,
+                      scope: AccessScope, floor: float, timer: StageTimer) -> list[str]:
+        """The entities of the records that answer the query today, for the facts of an
+        ``as_of`` bundle: the store holds each record's current version only, so a record
+        that changed since ``as_of`` is not among that bundle's items, yet its facts as of
+        then are what was asked. Facts are looked up at ``as_of`` and access-checked, so
+        nothing recorded later is served."""
+        current = dataclasses.replace(query, as_of=None)
+        limit = min(max(query.top_k * 3, 30), self.settings.prefetch_limit)
+        with timer.stage("as_of_entities"):
+            found = self._candidates(current, dense, sparse, scope, limit=limit,
+                                     mode=query.mode, timer=StageTimer(telemetry=False),
+                                     freshness=False)
+        relevant = [c for c in found if c.relevance >= floor][:query.top_k]
+        return list(dict.fromkeys(e for c in relevant for e in _entities(c)))
+
     def _recall(self, memory: MemoryProvider, query: ContextQuery, dense: np.ndarray,
-                scope: AccessScope, ranked: list[Candidate]) -> Recalled:
+                scope: AccessScope, ranked: list[Candidate],
+                named: Sequence[str] = ()) -> Recalled:
         """Past interactions (at most ``memory_top_k``), then facts for the entities of the
-        leading candidates in rank order, packed greedily into the memory share."""
+        leading candidates in rank order (then ``named``), packed greedily into the memory
+        share."""
         share = int(query.token_budget * self.settings.memory_token_share)
-        entities = list(dict.fromkeys(e for c in ranked[:query.top_k] for e in _entities(c)))
+        entities = list(dict.fromkeys([*(e for c in ranked[:query.top_k] for e in _entities(c)),
+                                       *named]))
         try:
             past = memory.interactions(user_id=query.user_id, session_id=query.session_id,
                                        dense=dense.tolist(), now=self.clock(), scope=scope)
