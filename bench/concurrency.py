@@ -155,6 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         records, per_record = corpus.build(args.chunks, chunker)
         queries = corpus.queries(args.queries)
         runtime.dense.encode_documents(["load and warm the model"] * 8)
+        runtime.dense.encode_query("load and warm the model")
         set_user_groups(runtime.engine, user_id="ann", groups=["sales"])
         # Above any rate the bench reaches: it measures the model and engine, not limits.
         _, key = create_key(runtime.engine, name="bench", role="agent",
@@ -162,37 +163,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         chunks = sum(len(t) for t in per_record)
         print(f"concurrency bench: {len(records)} records, {chunks} chunks "
               f"({corpus.source()})", flush=True)
+        result: dict[str, Any] = {"chunks": chunks, "corpus": corpus.source()}
         with Service(runtime) as service:
-            sync = during_sync(runtime, service.url, key, records, queries,
-                               slices=args.slices, rate=args.rate,
-                               idle_seconds=args.idle_seconds)
-            load = throughput(service.url, key, queries, rounds=args.rounds,
-                              requests=args.requests)
+            if args.part in ("a", "all"):
+                result["sync"] = during_sync(runtime, service.url, key, records, queries,
+                                             slices=args.slices, rate=args.rate,
+                                             idle_seconds=args.idle_seconds)
+                result["sync"]["document_process"] = \
+                    runtime.settings.embedding_document_process
+            if args.part in ("b", "all"):
+                result["throughput"] = throughput(service.url, key, queries,
+                                                  rounds=args.rounds, requests=args.requests)
     finally:
         runtime.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"chunks": chunks, "corpus": corpus.source(), "sync": sync, "throughput": load}
+    return result
 
 
 def report(result: dict[str, Any]) -> dict[str, bool]:
-    """Print the figures and return the targets, pass or fail."""
-    sync, load = result["sync"], result["throughput"]
-    idle, busy = sync["idle_ms"], sync["during_sync_ms"]
-    print(f"/v1/context at {sync['rate_per_s']:g}/s: idle p50 {idle['p50']:.1f} p95 "
-          f"{idle['p95']:.1f} ms; during sync p50 {busy['p50']:.1f} p95 {busy['p95']:.1f} ms "
-          f"= p95 {sync['p95_ratio']:.2f}x idle ({idle['requests']} / {busy['requests']} "
-          "requests)")
-    print(f"ingest: alone {sync['ingest_alone_chunks_per_s']:.1f} chunks/s, while serving "
-          f"{sync['ingest_serving_chunks_per_s']:.1f} chunks/s = {sync['ingest_ratio']:.2f}x")
-    for n, level in load["levels"].items():
-        print(f"{n:>2} clients: {level['rps']:.1f} requests/s, p50 {level['p50']:.1f} ms, "
-              f"p99 {level['p99']:.1f} ms")
-    print(f"requests/s at 32 clients = {load['rps_ratio']:.2f}x at 1 client")
-    targets = {
-        "p95 during sync <= 5x idle p95": sync["p95_ratio"] <= 5,
-        "ingest while serving >= 0.7x alone": sync["ingest_ratio"] >= 0.7,
-        "requests/s at 32 clients >= 2x at 1": load["rps_ratio"] >= 2,
-    }
+    """Print the figures and return the targets (of the parts that ran), pass or fail."""
+    targets: dict[str, bool] = {}
+    if "sync" in result:
+        sync = result["sync"]
+        idle, busy = sync["idle_ms"], sync["during_sync_ms"]
+        where = "a child process" if sync.get("document_process") else "the model thread"
+        print(f"/v1/context at {sync['rate_per_s']:g}/s: idle p50 {idle['p50']:.1f} p95 "
+              f"{idle['p95']:.1f} ms; during sync p50 {busy['p50']:.1f} p95 "
+              f"{busy['p95']:.1f} ms = p95 {sync['p95_ratio']:.2f}x idle "
+              f"({idle['requests']} / {busy['requests']} requests; documents embedded in "
+              f"{where})")
+        print(f"ingest: alone {sync['ingest_alone_chunks_per_s']:.1f} chunks/s, while serving "
+              f"{sync['ingest_serving_chunks_per_s']:.1f} chunks/s = "
+              f"{sync['ingest_ratio']:.2f}x")
+        targets["p95 during sync <= 5x idle p95"] = sync["p95_ratio"] <= 5
+        targets["ingest while serving >= 0.7x alone"] = sync["ingest_ratio"] >= 0.7
+    if "throughput" in result:
+        load = result["throughput"]
+        for n, level in load["levels"].items():
+            print(f"{n:>2} clients: {level['rps']:.1f} requests/s, p50 {level['p50']:.1f} ms, "
+                  f"p99 {level['p99']:.1f} ms")
+        print(f"requests/s at 32 clients = {load['rps_ratio']:.2f}x at 1 client")
+        targets["requests/s at 32 clients >= 2x at 1"] = load["rps_ratio"] >= 2
     for name, ok in targets.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     return targets
@@ -201,6 +212,8 @@ def report(result: dict[str, Any]) -> dict[str, bool]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.concurrency")
     p.add_argument("--chunks", type=int, default=5000)
+    p.add_argument("--part", choices=("a", "b", "all"), default="all",
+                   help="a: serving during a sync; b: throughput under concurrency")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--slices", type=int, default=4, help="alternating alone / serving")
     p.add_argument("--rate", type=float, default=5.0, help="queries per second in (a)")

@@ -27,8 +27,10 @@ SAMPLE_DATA = REPO / "sample_data"
 
 @pytest.fixture(scope="session")
 def encoder() -> SentenceTransformerEncoder:
-    """The real all-MiniLM-L6-v2 from the bundled package, shared by every test."""
-    enc = SentenceTransformerEncoder()
+    """The real all-MiniLM-L6-v2 from the bundled package, shared by every test. Its
+    document process keeps the tests' priority: the suite shares its machine with other
+    work, and a lowered one is tested on its own (tests/unit/test_embedder.py)."""
+    enc = SentenceTransformerEncoder(document_nice=0)
     _ = enc.dim
     return enc
 

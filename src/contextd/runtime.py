@@ -119,7 +119,9 @@ class Runtime:
             document_job_chars=self.settings.embedding_document_job_chars,
             max_query_batch=self.settings.embedding_query_batch,
             threads=self.settings.embedding_threads,
-            query_threads=self.settings.embedding_query_threads)
+            query_threads=self.settings.embedding_query_threads,
+            document_process=self.settings.embedding_document_process,
+            document_nice=self.settings.embedding_document_nice)
 
     @cached_property
     def sparse(self) -> Bm25Encoder:
@@ -207,3 +209,7 @@ class Runtime:
             self.memory_engine.dispose()
         if "engine" in self.__dict__:
             self.engine.dispose()
+        if "dense" in self.__dict__ and self.dense_encoder is None:
+            close = getattr(self.dense, "close", None)
+            if close is not None:
+                close()  # the model thread and the document process

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from contextd.api.access import context_scope
 from contextd.core.embedder import SentenceTransformerEncoder
-from contextd.core.model_owner import QueryEmbedding
+from contextd.core.model_owner import DocumentEmbedding, QueryEmbedding
 from contextd.core.settings import Settings
 from contextd.core.types import KINDS, PUBLIC, Tombstone
 from contextd.retrieval.schemas import ContextQuery
@@ -68,6 +68,9 @@ class MemoEncoder:
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self.inner.encode_documents(texts)
+
+    def embed_documents(self, texts: Sequence[str]) -> DocumentEmbedding:
+        return self.inner.embed_documents(texts)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return self.inner.count_tokens(texts)

@@ -1,7 +1,7 @@
 """Serving never waits for ingest: agents' queries over real HTTP are answered, and
-answered right, while a filesystem sync of a few thousand chunks embeds on the same model
-and the same Edge store; afterwards every chunk is in the store with the vector a solo
-encode gives."""
+answered right, while a filesystem sync of a few thousand chunks embeds in the document
+process and writes to the same Edge store; no query waits behind a document job, and
+afterwards every chunk is in the store with the vector the server's own model gives."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
                              for name, (text, _) in NEEDLES.items()])
     write_corpus(tmp_path / "corpus")
     k = keys(runtime.engine)
+    documents = encoder.documents
+    assert documents is not None
+    batches_before = documents.batches
     counts = encoder.owner.counts
     jobs_before = counts["document_jobs"]
     with LiveServer(runtime) as server, server.client(k["admin"]) as admin, \
@@ -64,7 +67,7 @@ def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
 
         def ask(name: str) -> tuple[bool, str, str]:
             """(asked and answered while the sync embedded, needle, top item's id)"""
-            started = sync.running() and counts["document_jobs"] > jobs_before
+            started = sync.running() and documents.batches > batches_before
             with server.client(k["agent"]) as agent:
                 resp = agent.post("/v1/context", json={"query": NEEDLES[name][1],
                                                        "user_id": "ann", "top_k": 3})
@@ -82,6 +85,8 @@ def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
     assert run.json()["chunks_embedded"] == SYNCED
     assert all(got == name for _, name, got in answers), answers
     assert sum(during for during, _, _ in answers) >= 6, "too few queries ran during the sync"
+    assert documents.batches > batches_before
+    assert counts["document_jobs"] == jobs_before  # no document work on the query thread
 
     assert runtime.store.count() == SYNCED + len(NEEDLES)
     points = runtime.store._shard.retrieve(  # type: ignore[attr-defined]
@@ -90,7 +95,7 @@ def test_queries_during_a_sync_are_answered_right_and_every_chunk_is_embedded(
     sample = points[::40]
     texts = [embed_text(str(p.payload["title"]), str(p.payload["text"])) for p in sample]
     stored = np.asarray([p.vector[DENSE] for p in sample], dtype=np.float32)
-    solo = np.stack([encoder.encode_documents([t])[0] for t in texts])
+    solo = np.stack([encoder.encode_query(t) for t in texts])  # this process's model
     assert np.abs(stored - solo).max() < 1e-5
 
 

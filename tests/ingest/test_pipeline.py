@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from contextd.core.embedder import SentenceTransformerEncoder
-from contextd.core.model_owner import QueryEmbedding
+from contextd.core.model_owner import DocumentEmbedding, QueryEmbedding
 from contextd.core.types import AccessScope, Tombstone
 from contextd.retrieval.schemas import ContextQuery
 from contextd.runtime import Runtime
@@ -30,8 +30,11 @@ class CountingEncoder:
         self.embedded: list[str] = []
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.embedded.extend(texts)
         return self.inner.encode_documents(texts)
+
+    def embed_documents(self, texts: Sequence[str]) -> DocumentEmbedding:
+        self.embedded.extend(texts)
+        return self.inner.embed_documents(texts)
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.inner.encode_query(text)

@@ -15,11 +15,11 @@ from typing import Any
 from contextd.cli import main
 from contextd.core import embedder
 
-_encode = embedder.SentenceTransformerEncoder.encode_documents
+_embed = embedder.SentenceTransformerEncoder.embed_documents
 
 
 def counting(self: embedder.SentenceTransformerEncoder, texts: Sequence[str]) -> Any:
-    vectors = _encode(self, texts)
+    vectors = _embed(self, texts)
     with open(sys.argv[1], "a", encoding="utf-8") as log:
         log.write("".join(t.replace("\n", " ") + "\n" for t in texts))
         log.flush()
@@ -27,7 +27,7 @@ def counting(self: embedder.SentenceTransformerEncoder, texts: Sequence[str]) ->
     return vectors
 
 
-embedder.SentenceTransformerEncoder.encode_documents = counting  # type: ignore[method-assign]
+embedder.SentenceTransformerEncoder.embed_documents = counting  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(main(["serve", "--port", sys.argv[2]]))

@@ -1,17 +1,22 @@
 """Runner failure handling against a real local HTTP source (see ``http_source``):
 429/503 retried with backoff honouring Retry-After, a wrong token failing fast with no
-retry storm, a malformed record quarantined while the rest are ingested."""
+retry storm, a malformed record quarantined while the rest are ingested, a document
+process that cannot start failing the run at once."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from contextd.connectors import registry
+from contextd.core.document_process import DocumentProcess
+from contextd.core.embedder import SentenceTransformerEncoder
+from contextd.core.settings import Settings
 from contextd.core.telemetry import REGISTRY
 from contextd.runtime import Runtime
 from contextd.sync.runs import RunSettings, execute_run
@@ -146,3 +151,28 @@ def test_service_stop_ends_a_run_after_its_batch_and_the_next_run_resumes(
     assert resumed is not None and resumed.status == "success"
     assert resumed.records_pulled == 7 - stopped.records_pulled
     assert stopped.chunks_embedded + resumed.chunks_embedded == 7 == rt.store.count("items")
+
+
+def test_a_sync_fails_cleanly_when_documents_cannot_be_embedded(
+        tmp_path: Path, server: ItemsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The document process cannot load its model: the run fails at once with that
+    message (no hang, no traceback as the status), and nothing half-written is served."""
+    monkeypatch.setitem(registry.CONNECTORS, ItemsConnector.kind, ItemsConnector)
+    broken = SentenceTransformerEncoder()
+    broken.documents = DocumentProcess(tmp_path / "no-model-here")
+    runtime = Runtime(Settings(data_dir=tmp_path / "data"), dense_encoder=broken)
+    runtime.migrate()
+    try:
+        service = runtime.connectors
+        row = service.create(name="items", kind="test_items",
+                             config={"base_url": server.url, "token": TOKEN})
+        started = time.monotonic()
+        run = service.run_blocking(row.id)
+        assert time.monotonic() - started < 120
+        assert run.status == "failed" and run.error_code == "unavailable"
+        assert "document embedding process did not start" in (run.error or "")
+        assert runtime.store.count("items") == 0
+        assert broken.documents.starts == 1
+    finally:
+        runtime.close()
+        broken.close()

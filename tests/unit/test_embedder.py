@@ -1,17 +1,26 @@
-"""The model owner: exact vectors and token counts from one thread, queries ahead of
-document jobs, concurrent queries sharing a forward pass (real all-MiniLM-L6-v2)."""
+"""The model owner: exact vectors and token counts from one thread, concurrent queries
+sharing a forward pass; documents embedded by a lower-priority child process that queries
+never wait for (or, in process, as small jobs a query waits behind at most one of); a
+child that dies is restarted, one that cannot run fails the batch (real all-MiniLM-L6-v2).
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from contextd.core.embedder import SentenceTransformerEncoder
+from contextd.core.document_process import DocumentProcess
+from contextd.core.embedder import SentenceTransformerEncoder, resolve_model_path
+from contextd.core.errors import Unavailable
 
 QUERIES = [
     "x",
@@ -32,6 +41,21 @@ def reference(encoder: SentenceTransformerEncoder, texts: list[str]) -> np.ndarr
                          for t in texts])
 
     return encoder.owner.submit(encode, urgent=True).result()
+
+
+@pytest.fixture(scope="module")
+def in_process() -> Iterator[SentenceTransformerEncoder]:
+    """An encoder that embeds documents as jobs on its own model thread."""
+    enc = SentenceTransformerEncoder(document_process=False)
+    yield enc
+    enc.close()
+
+
+@pytest.fixture(params=["child process", "model thread"])
+def either(request: pytest.FixtureRequest, encoder: SentenceTransformerEncoder,
+           in_process: SentenceTransformerEncoder) -> SentenceTransformerEncoder:
+    """Both ways of embedding documents."""
+    return encoder if request.param == "child process" else in_process
 
 
 def wait_for(predicate: Any, timeout: float = 60.0) -> None:
@@ -57,11 +81,54 @@ def test_documents_and_queries_share_one_space(encoder: SentenceTransformerEncod
 
 
 def test_document_vectors_keep_their_order_across_jobs(
-        encoder: SentenceTransformerEncoder) -> None:
+        either: SentenceTransformerEncoder) -> None:
     """Texts are grouped by length into jobs; the vectors come back in input order."""
     texts = [f"policy {n} " + "detail " * (n % 5) * 4 for n in range(24)]
+    vectors = either.encode_documents(texts)
+    assert vectors.dtype == np.float32
+    assert np.abs(vectors - reference(either, texts)).max() < 1e-5
+
+
+def test_documents_embed_in_a_child_as_the_parent_would(
+        encoder: SentenceTransformerEncoder) -> None:
+    """The child's vectors are the parent's own forward pass's (the query lane), and its
+    token counts the parent's."""
+    texts = QUERIES + [f"clause {n}: " + "receipts and allowances " * n for n in range(12)]
     vectors = encoder.encode_documents(texts)
+    documents = encoder.documents
+    assert documents is not None and documents.pid not in (None, os.getpid())
+    parent = np.stack([encoder.encode_query(t) for t in texts])
+    assert np.abs(vectors - parent).max() < 1e-5
     assert np.abs(vectors - reference(encoder, texts)).max() < 1e-5
+    _, tokens, cpu_seconds = documents.encode(texts)
+    assert tokens.tolist() == [encoder.count_tokens([t]) for t in texts]
+    assert cpu_seconds > 0  # the child's CPU, reported as the batch's embedding cost
+    embedded = encoder.embed_documents(texts)
+    assert embedded.tokens == encoder.count_tokens(texts) and embedded.cpu_seconds > 0
+
+
+def test_queries_never_wait_behind_document_embedding(
+        encoder: SentenceTransformerEncoder) -> None:
+    """While a large document batch embeds in the child, queries run on the model thread
+    at once: no document job runs there, none is waited behind, and the queries are
+    answered long before the batch ends."""
+    encoder.encode_query("load the model")
+    documents = encoder.documents
+    assert documents is not None
+    texts = [f"paragraph {n} about travel allowances, receipts and per diem rates " * 4
+             for n in range(800)]
+    counts = encoder.owner.counts
+    before = counts["document_jobs"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        batch = pool.submit(encoder.encode_documents, texts)
+        wait_for(lambda: documents.busy)
+        answered = [encoder.submit_query(f"what is the travel per diem? {n}").result(timeout=60)
+                    for n in range(5)]
+        still_embedding = not batch.done()
+        assert batch.result().shape == (len(texts), encoder.dim)
+    assert still_embedding
+    assert all(a.waited_documents == 0 for a in answered)
+    assert counts["document_jobs"] == before  # nothing of the batch ran on the model thread
 
 
 def test_concurrent_queries_share_a_forward_pass_and_embed_exactly(
@@ -81,10 +148,12 @@ def test_concurrent_queries_share_a_forward_pass_and_embed_exactly(
     assert [r.tokens for r in results] == counted
 
 
-def test_a_query_waits_behind_at_most_one_document_job(
-        encoder: SentenceTransformerEncoder) -> None:
-    """Submitted while a large document batch embeds, the query runs after the job that
-    was running (the owner's counters say so), long before the batch ends."""
+def test_in_process_a_query_waits_behind_at_most_one_document_job(
+        in_process: SentenceTransformerEncoder) -> None:
+    """Submitted while a large document batch embeds on the model thread, the query runs
+    after the job that was running (the owner's counters say so), long before the batch
+    ends."""
+    encoder = in_process
     encoder.encode_query("load the model")
     texts = [f"paragraph {n} about travel allowances and receipts" for n in range(160)]
     jobs_in_batch = len(encoder.document_jobs(texts))
@@ -102,7 +171,8 @@ def test_a_query_waits_behind_at_most_one_document_job(
 
 
 def test_token_counts_from_many_threads_beside_document_batches_stay_exact(
-        encoder: SentenceTransformerEncoder) -> None:
+        either: SentenceTransformerEncoder) -> None:
+    encoder = either
     texts = [q * (n + 1) for n, q in enumerate(QUERIES * 4)]
     want = [encoder.count_tokens([t]) for t in texts]
     documents = ["a travel policy paragraph with several clauses"] * 48
@@ -116,8 +186,10 @@ def test_token_counts_from_many_threads_beside_document_batches_stay_exact(
 
 
 def test_a_stream_of_queries_does_not_starve_documents(
-        encoder: SentenceTransformerEncoder) -> None:
-    """After ``documents_every`` query batches a waiting document job runs."""
+        either: SentenceTransformerEncoder) -> None:
+    """In process, after ``documents_every`` query batches a waiting document job runs;
+    in the child, documents never wait for the model thread."""
+    encoder = either
     encoder.encode_query("load the model")
     stop = threading.Event()
 
@@ -154,3 +226,65 @@ def test_a_cancelled_query_is_not_run_and_a_failing_job_fails_alone(
     with pytest.raises(ValueError, match="bad job"):
         failing.result(timeout=60)
     assert encoder.encode_query("the thread lives on").shape == (encoder.dim,)
+
+
+def test_a_child_that_dies_is_restarted_and_one_that_cannot_run_fails_the_batch(
+        encoder: SentenceTransformerEncoder) -> None:
+    """The child runs at the lower CPU priority. Killed mid-batch, it is started again
+    and the batch sent once more (same vectors); killed again on that retry, the batch
+    fails with ``Unavailable`` instead of hanging."""
+    texts = [f"expense rule {n}: " + "receipts are kept for seven years " * 6
+             for n in range(200)]
+    want = encoder.encode_documents(texts)
+    documents = DocumentProcess(resolve_model_path(encoder.name))  # the default nice
+    documents.encode(["start the child"])
+    assert documents.nice == 10 and documents.pid not in (None, os.getpid())
+    assert os.getpriority(os.PRIO_PROCESS, documents.pid) == min(
+        19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+    kills = {"left": 1}
+
+    def killer() -> None:
+        """Kill each child a batch was sent to, while kills are left."""
+        seen = documents.batches
+        while kills["left"] > 0:
+            pid = documents.pid
+            if documents.busy and documents.batches > seen and pid:
+                seen = documents.batches
+                time.sleep(0.2)  # into the batch
+                os.kill(pid, signal.SIGKILL)
+                kills["left"] -= 1
+            time.sleep(0.01)
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            watcher = pool.submit(killer)
+            vectors, _, _ = documents.encode(texts)
+            watcher.result(timeout=60)
+        assert documents.starts == 2
+        assert np.abs(vectors - want).max() < 1e-5
+        assert os.getpriority(os.PRIO_PROCESS, documents.pid) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+
+        kills["left"] = 2
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            watcher = pool.submit(killer)
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="died twice"):
+                documents.encode(texts)
+            watcher.result(timeout=60)
+        assert time.monotonic() - started < 300
+        assert documents.starts == 3
+    finally:
+        documents.close()
+
+
+def test_a_child_that_cannot_load_the_model_fails_the_batch_at_once(tmp_path: Path) -> None:
+    documents = DocumentProcess(tmp_path / "no-model-here")
+    try:
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="did not start"):
+            documents.encode(["a clause of the travel policy"])
+        assert time.monotonic() - started < 120
+        assert documents.starts == 1 and documents.pid is None
+    finally:
+        documents.close()

@@ -21,8 +21,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from contextd.core.codes import with_codes
+from contextd.core.document_process import DocumentProcess, forward, length_groups, load_model
 from contextd.core.errors import ConfigError
-from contextd.core.model_owner import ModelThread, QueryEmbedding
+from contextd.core.model_owner import DocumentEmbedding, ModelThread, QueryEmbedding
 from contextd.core.store import SparseVec
 from contextd.core.telemetry import EMBED_BATCH, EMBED_SECONDS
 
@@ -35,7 +36,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 class DenseEncoder(Protocol):
     """Turns text into unit-length dense vectors. ``submit_query`` and ``encode_query`` are
-    served ahead of ``encode_documents`` (ingest) and ``count_tokens``."""
+    served ahead of documents (``embed_documents``, ``encode_documents``: ingest) and
+    ``count_tokens``."""
 
     @property
     def name(self) -> str: ...
@@ -44,6 +46,10 @@ class DenseEncoder(Protocol):
     def dim(self) -> int: ...
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> DocumentEmbedding:
+        """The vectors of ``encode_documents``, the model tokens and CPU they cost."""
+        ...
 
     def encode_query(self, text: str) -> np.ndarray: ...
 
@@ -68,21 +74,26 @@ def resolve_model_path(name: str) -> Path:
 
 
 class SentenceTransformerEncoder:
-    """The one owner of a sentence-transformers model and its tokenizer.
+    """The one owner of a sentence-transformers model and its tokenizer in this process.
 
-    Every encode and every token count runs on its :class:`ModelThread`, queries ahead of
-    document jobs (see ``core.model_owner``). The model runs eagerly under
+    Queries and token counts run on its :class:`ModelThread` (see ``core.model_owner``);
+    documents are embedded by a child process at a lower CPU priority
+    (:class:`DocumentProcess`), or, with ``document_process=False``, as small jobs on the
+    model thread behind any waiting query. The model runs eagerly under
     ``torch.inference_mode``; concurrent queries share one forward pass.
     """
 
     def __init__(self, name: str = DEFAULT_MODEL, *, document_job_chunks: int = 16,
                  document_job_chars: int = 2000, max_query_batch: int = 64,
-                 threads: int | None = None, query_threads: int | None = 1) -> None:
+                 threads: int | None = None, query_threads: int | None = 1,
+                 document_process: bool = True, document_nice: int = 10) -> None:
         self.name = name
         self.document_job_chunks = document_job_chunks
         self.document_job_chars = document_job_chars
         self._path = resolve_model_path(name)
         self._threads = threads
+        self.documents = DocumentProcess(self._path, threads=threads, nice=document_nice) \
+            if document_process else None
         # A short query is too small to split across cores: on one thread it encodes about
         # as fast, and the request's own work beside it keeps the other core. Document jobs
         # use every thread.
@@ -111,33 +122,37 @@ class SentenceTransformerEncoder:
         return self.submit_query(text).result().vector
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors for ``texts``, float32 of shape (n, dim), embedded as small document
-        jobs (see :meth:`document_jobs`)."""
+        """Unit vectors for ``texts``, float32 of shape (n, dim) (see
+        :meth:`embed_documents`)."""
+        return self.embed_documents(texts).vectors
+
+    def embed_documents(self, texts: Sequence[str]) -> DocumentEmbedding:
+        """Unit vectors for ``texts`` (float32, shape (n, dim)), the model tokens and the
+        CPU seconds they cost: by the document process, or as small document jobs on the
+        model thread (see :meth:`document_jobs`)."""
         if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return DocumentEmbedding(np.zeros((0, self.dim), dtype=np.float32), 0, 0.0)
+        started = time.perf_counter()
+        if self.documents is not None:
+            vectors, tokens, cpu = self.documents.encode(texts)
+            EMBED_SECONDS.labels("document").observe(time.perf_counter() - started)
+            EMBED_BATCH.labels("document").observe(len(texts))
+            return DocumentEmbedding(vectors, int(tokens.sum()), cpu)
+        cpu_started = time.process_time()
         jobs = [(rows, self.owner.submit(functools.partial(
                     self._run_documents, [texts[i] for i in rows])))
                 for rows in self.document_jobs(texts)]
         vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        total = 0
         for rows, job in jobs:
-            vectors[rows] = job.result()
-        return vectors
+            vectors[rows], counted = job.result()
+            total += int(counted.sum())
+        return DocumentEmbedding(vectors, total, time.process_time() - cpu_started)
 
     def document_jobs(self, texts: Sequence[str]) -> list[list[int]]:
-        """Row numbers of ``texts`` per document job: texts of similar length together
-        (less padding), at most ``document_job_chunks`` of them and, past the first, at
-        most ``document_job_chars`` characters, so that a job of long chunks is as short
-        to wait for as a job of short ones."""
-        jobs: list[list[int]] = []
-        size = 0
-        for i in sorted(range(len(texts)), key=lambda i: len(texts[i])):
-            if not jobs or len(jobs[-1]) >= self.document_job_chunks \
-                    or size + len(texts[i]) > self.document_job_chars:
-                jobs.append([])
-                size = 0
-            jobs[-1].append(i)
-            size += len(texts[i])
-        return jobs
+        """Row numbers of ``texts`` per document job (:func:`length_groups`): a job of
+        long chunks is as short to wait for as a job of short ones."""
+        return length_groups(texts, self.document_job_chunks, self.document_job_chars)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Model tokens the texts cost, as the model sees them (truncated at its maximum);
@@ -149,19 +164,14 @@ class SentenceTransformerEncoder:
 
     def close(self) -> None:
         self.owner.close()
+        if self.documents is not None:
+            self.documents.close()
 
     # Everything below runs on the model thread only.
 
     def _loaded(self) -> Any:
         if self._model is None:
-            import torch
-            import transformers
-            from sentence_transformers import SentenceTransformer
-
-            transformers.utils.logging.disable_progress_bar()
-            if self._threads:
-                torch.set_num_threads(self._threads)
-            self._model = SentenceTransformer(str(self._path), device="cpu").eval()
+            self._model = load_model(self._path, self._threads)
         return self._model
 
     def _count(self, texts: list[str]) -> int:
@@ -171,18 +181,7 @@ class SentenceTransformerEncoder:
 
     def _forward(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors and per-text model tokens: one padded batch through the model."""
-        import torch
-
-        model = self._loaded()
-        with torch.inference_mode():
-            features = model.preprocess(list(texts))
-            for module in model:
-                features = module(features)
-            # as ``encode(normalize_embeddings=True)``: unit length even for a model
-            # without its own Normalize module
-            vectors = torch.nn.functional.normalize(features["sentence_embedding"], dim=1)
-            tokens = features["attention_mask"].sum(dim=1)
-        return vectors.float().numpy(), tokens.numpy()
+        return forward(self._loaded(), texts)
 
     def _run_queries(self, texts: Sequence[str]) -> list[tuple[np.ndarray, int, float]]:
         started, cpu_started = time.perf_counter(), time.thread_time()
@@ -193,12 +192,12 @@ class SentenceTransformerEncoder:
         EMBED_BATCH.labels("query").observe(len(texts))
         return [(vectors[i], int(tokens[i]), cpu_share) for i in range(len(texts))]
 
-    def _run_documents(self, texts: list[str]) -> np.ndarray:
+    def _run_documents(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         started = time.perf_counter()
-        vectors, _ = self._forward(texts)
+        vectors, tokens = self._forward(texts)
         EMBED_SECONDS.labels("document").observe(time.perf_counter() - started)
         EMBED_BATCH.labels("document").observe(len(texts))
-        return vectors
+        return vectors, tokens
 
     @contextmanager
     def _narrowed(self, threads: int | None) -> Iterator[None]:

@@ -46,6 +46,16 @@ class QueryEmbedding:
     waited_documents: int = 0  # document jobs run between submission and this query's batch
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentEmbedding:
+    """Unit vectors of a batch of documents, the model tokens and the CPU seconds they
+    cost."""
+
+    vectors: np.ndarray
+    tokens: int
+    cpu_seconds: float
+
+
 @dataclass(slots=True)
 class _Query:
     text: str

@@ -52,12 +52,19 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2 (bundled, loaded offline) or a local sentence-transformers "
         "model directory."))
     embedding_document_job_chunks: int = Field(16, ge=1, le=4096, description=(
-        "Most chunks per document job on the model thread. A query waits behind at most "
-        "one such job, so smaller jobs mean shorter waits for queries during a sync."))
+        "Most chunks per document job on the model thread (with "
+        "embedding_document_process off). A query waits behind at most one such job, so "
+        "smaller jobs mean shorter waits for queries during a sync."))
     embedding_document_job_chars: int = Field(2000, ge=1, description=(
         "Most characters per document job (a job holds at least one chunk): about 500 "
         "model tokens, so a job of long chunks is as short to wait for as one of short "
         "chunks (about 0.1-0.3 s on two cores)."))
+    embedding_document_process: bool = Field(True, description=(
+        "Embed documents (syncs, ingest) in a child process at a lower CPU priority, so "
+        "queries never wait behind them; false: small document jobs on the server's model "
+        "thread, behind any waiting query."))
+    embedding_document_nice: int = Field(10, ge=0, le=19, description=(
+        "How much the document process lowers its own CPU priority (os.nice)."))
     embedding_query_batch: int = Field(64, ge=1, le=1024, description=(
         "Most queries embedded in one forward pass: the queries waiting when the model "
         "thread comes free share it."))

@@ -214,10 +214,10 @@ class Ingestor:
         if not todo:
             return 0
         texts = [embed_text(plan.record.title, text) for plan, _, _, text in todo]
-        cpu_started = time.process_time()
-        dense = self.dense.encode_documents(texts)
-        stats.embed_cpu_seconds += time.process_time() - cpu_started
-        stats.embed_tokens += self.dense.count_tokens(texts)
+        embedded = self.dense.embed_documents(texts)
+        dense = embedded.vectors
+        stats.embed_cpu_seconds += embedded.cpu_seconds
+        stats.embed_tokens += embedded.tokens
         sparse = self.sparse.encode_documents(texts)
         payloads: dict[int, dict[str, Any]] = {}
         for i, (plan, cid, index, text) in enumerate(todo):
