@@ -171,6 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                              idle_seconds=args.idle_seconds)
                 result["sync"]["document_process"] = \
                     runtime.settings.embedding_document_process
+            else:  # part (b) alone: the same index part (a) leaves
+                ingest_slice(runtime, records)
             if args.part in ("b", "all"):
                 result["throughput"] = throughput(service.url, key, queries,
                                                   rounds=args.rounds, requests=args.requests)
