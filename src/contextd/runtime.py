@@ -22,6 +22,7 @@ from contextd.ingest.pipeline import Ingestor
 from contextd.memory.recall import MemoryRecall
 from contextd.retrieval.lag import SourceLag
 from contextd.retrieval.service import Retriever
+from contextd.state import deferred
 from contextd.state.db import make_engine, migrate, require_schema
 from contextd.sync.connector_service import ConnectorService
 from contextd.sync.consistency import ConsistencyMonitor
@@ -193,8 +194,8 @@ class Runtime:
                                   auto_rebuild=s.auto_rebuild and s.role != "api")
 
     def close(self) -> None:
-        """Stop the sync workers (running syncs checkpoint), then release the stores and the
-        SQL pools."""
+        """Stop the sync workers (running syncs checkpoint), then release the stores, write
+        the rows requests queued (``state.deferred``) and release the SQL pools."""
         if "consistency" in self.__dict__:
             self.consistency.close()
         if "connectors" in self.__dict__:
@@ -206,8 +207,10 @@ class Runtime:
             self._memory_store.close()
             self._memory_store = None
         if "memory_engine" in self.__dict__:
+            deferred.close(self.memory_engine)
             self.memory_engine.dispose()
         if "engine" in self.__dict__:
+            deferred.close(self.engine)  # the rows requests queued, before the pool goes
             self.engine.dispose()
         if "dense" in self.__dict__ and self.dense_encoder is None:
             close = getattr(self.dense, "close", None)

@@ -90,7 +90,8 @@ def redact_bundle(settings: Settings, bundle: ContextBundle, budget: int) -> dic
 def audit_context(runtime: Runtime, key: ApiKey, body: ContextRequestIn, *, outcome: str,
                   bundle: ContextBundle | None = None, started: float | None = None,
                   redactions: dict[str, int] | None = None) -> None:
-    """One ``context.request`` audit entry: who asked for whom, what was served, how fast."""
+    """One ``context.request`` audit entry: who asked for whom, what was served, how fast
+    (queued for the deferred writer: ``audit.record_later``)."""
     settings = runtime.settings
     if bundle is not None:
         latency = float(bundle.stats.get("latency_ms", 0.0))
@@ -101,7 +102,7 @@ def audit_context(runtime: Runtime, key: ApiKey, body: ContextRequestIn, *, outc
         details |= {"bundle_id": bundle.bundle_id, "token_count": bundle.token_count}
     if redactions:
         details["redactions_by_rule"] = redactions
-    audit.record(
+    audit.record_later(
         runtime.engine, action="context.request", actor_key_id=key.id, actor=key.name,
         outcome=outcome, user_id=body.user_id, query_hash=query_hash(body.query),
         query=body.query if settings.audit_query_text else None,

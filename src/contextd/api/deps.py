@@ -47,9 +47,9 @@ def take_token(runtime: Runtime, limiter: RateLimiter, key: ApiKey, path: str) -
                             burst=key.policy.burst or settings.rate_limit_burst)
     if not decision.allowed:
         RATE_LIMITED.labels(key.name).inc()
-        audit.record(runtime.engine, action="request.rate_limited", outcome="rate_limited",
-                     actor_key_id=key.id, actor=key.name, target=path,
-                     details={"retry_after": round(decision.retry_after, 3)})
+        audit.record_later(runtime.engine, action="request.rate_limited", outcome="rate_limited",
+                           actor_key_id=key.id, actor=key.name, target=path,
+                           details={"retry_after": round(decision.retry_after, 3)})
         raise RateLimited(f"rate limit of API key {key.id!r} exceeded; retry later",
                           retry_after=decision.retry_after)
 

@@ -23,7 +23,6 @@ Starlette app's own lifespan never runs.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import time
@@ -232,8 +231,7 @@ class LocalContext:
                 return status, body
         latency_ms = (time.perf_counter() - started) * 1000
         after.add(background)
-        after.add(functools.partial(record_outcome, self.runtime.engine, status, latency_ms,
-                                    request_id_var.get() or ""))
+        record_outcome(self.runtime.engine, status, latency_ms, request_id_var.get() or "")
         return status, body
 
 

@@ -1,12 +1,12 @@
 """Record the outcome of ``POST /v1/context`` calls for the accessibility metrics.
 
 ``bundles_served`` only sees successful bundles; this pure ASGI middleware sits outermost
-so it also sees 403/413/422/429/5xx answers, and writes one row (status, end-to-end
+so it also sees 403/413/422/429/5xx answers, and adds one row (status, end-to-end
 latency, request id) after the response has been sent, for calls whose key was
-authenticated. A call refused before a key was known (401, or a body over the service
-limit) writes nothing: a flood of such calls must not become a flood of database writes.
-It is counted in ``contextd_requests_rejected_total{reason}`` and one in
-``_LOG_EVERY`` is logged.
+authenticated; the row is queued for the deferred writer (``state.deferred``). A call
+refused before a key was known (401, or a body over the service limit) adds nothing: a
+flood of such calls must not become a flood of database writes. It is counted in
+``contextd_requests_rejected_total{reason}`` and one in ``_LOG_EVERY`` is logged.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contextd.api.threads import in_thread
 from contextd.core.telemetry import REQUESTS_REJECTED
 from contextd.state.requests import record_context_request
 
@@ -56,13 +55,10 @@ class ContextOutcomeMiddleware:
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
             if scope.get("state", {}).get(AUTHENTICATED):
-                await self._record(scope, status, latency_ms, request_id)
+                record_outcome(scope["app"].state.runtime.engine, status, latency_ms,
+                               request_id)
             else:
                 self._reject(status, request_id)
-
-    async def _record(self, scope: Scope, status: int, latency_ms: float,
-                      request_id: str) -> None:
-        await record_outcome(scope["app"].state.runtime.engine, status, latency_ms, request_id)
 
     def _reject(self, status: int, request_id: str) -> None:
         reason = _REASONS.get(status, "other")
@@ -74,13 +70,8 @@ class ContextOutcomeMiddleware:
                 "request_id": request_id, "sampled_one_in": _LOG_EVERY})
 
 
-async def record_outcome(engine: Engine, status: int, latency_ms: float,
-                         request_id: str) -> None:
-    """One authenticated context call's outcome row; a failure is logged, never raised (the
-    agent already has its answer)."""
-    try:
-        await in_thread(record_context_request, engine, status=status,
-                        latency_ms=latency_ms, request_id=request_id)
-    except Exception as exc:
-        log.error("context outcome not recorded", extra={
-            "event": "context_outcome_failed", "error": type(exc).__name__})
+def record_outcome(engine: Engine, status: int, latency_ms: float, request_id: str) -> None:
+    """One authenticated context call's outcome row, queued for the deferred writer (no
+    SQL here; a row the database refuses is logged and counted there)."""
+    record_context_request(engine, status=status, latency_ms=latency_ms,
+                           request_id=request_id)

@@ -51,6 +51,14 @@ CONTEXT_STAGE = Histogram("contextd_context_stage_seconds",
                           registry=REGISTRY)
 CONTEXT_ITEMS = Histogram("contextd_context_items", "Items per served bundle.",
                           buckets=(0, 1, 2, 5, 10, 20, 50, 100), registry=REGISTRY)
+DEFERRED_ROWS = Counter(
+    "contextd_deferred_rows_total",
+    "Rows written after their request (audit of context requests, bundles served, costs, "
+    "outcomes), by outcome: written, or dropped (refused by the database, or the writer "
+    "was too far behind).", ["outcome"], registry=REGISTRY)
+DEFERRED_PENDING = Gauge("contextd_deferred_rows_pending",
+                         "Rows queued for the deferred writer, not yet written.",
+                         registry=REGISTRY)
 TOKENS_SERVED = Counter("contextd_tokens_served_total", "cl100k tokens served, per agent key.",
                         ["agent"], registry=REGISTRY)
 SYNC_RUNS = Counter("contextd_sync_runs_total", "Connector runs by outcome.",

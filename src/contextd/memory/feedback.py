@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from contextd.core.errors import InvalidInput, NotFound
 from contextd.core.types import as_utc
+from contextd.state import deferred
 from contextd.state.db import session_scope
 from contextd.state.tables import BundleServed, FeedbackRow, InteractionRow
 
@@ -53,6 +54,7 @@ def record_feedback(engine: Engine, memory_engine: Engine, new: NewFeedback,
 
     A bundle served to a user ``user_allowed`` refuses gets the same answer as an unknown
     bundle, so feedback cannot probe which bundles exist."""
+    deferred.flush(engine)  # the bundle's row may still be queued
     with Session(engine) as session:
         bundle = session.get(BundleServed, new.bundle_id)
         if bundle is None or not user_allowed(bundle.user_id):

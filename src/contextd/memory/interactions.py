@@ -34,6 +34,7 @@ from contextd.core.store import ChunkPoint, VectorStore, WriteBatch
 from contextd.core.telemetry import MEMORY_INTERACTIONS, MEMORY_PURGED, span
 from contextd.core.types import AccessScope, as_utc, iso, utcnow
 from contextd.retrieval.schemas import memory_text
+from contextd.state import deferred
 from contextd.state.db import session_scope
 from contextd.state.tables import (
     BundleServed,
@@ -307,6 +308,7 @@ def forget_user(memory_engine: Engine, engine: Engine, store: VectorStore, *,
         for start in range(0, len(ids), _BATCH):
             _delete_rows(memory_engine, ids[start:start + _BATCH])
             interactions += len(ids[start:start + _BATCH])
+        deferred.flush(engine)  # bundles served to the user that are still queued
         with session_scope(engine) as session:
             feedback = session.exec(select(func.count()).select_from(FeedbackRow).where(
                 FeedbackRow.user_id == user_id)).one()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from contextd.core.types import as_utc, utcnow
+from contextd.state import deferred
 from contextd.state.tables import (
     BundleServed,
     ConnectorCursor,
@@ -72,6 +73,7 @@ class DocumentState:
 
 
 def bundles_between(engine: Engine, start: datetime, end: datetime) -> list[ServedBundle]:
+    deferred.flush(engine)
     statement = select(BundleServed.bundle_id, BundleServed.created_at,
                        BundleServed.kinds_requested, BundleServed.items).where(
         BundleServed.created_at >= start, BundleServed.created_at < end)
@@ -81,6 +83,7 @@ def bundles_between(engine: Engine, start: datetime, end: datetime) -> list[Serv
 
 
 def requests_between(engine: Engine, start: datetime, end: datetime) -> list[RequestOutcome]:
+    deferred.flush(engine)
     statement = select(ContextRequestRow.created_at, ContextRequestRow.status,
                        ContextRequestRow.latency_ms).where(
         ContextRequestRow.created_at >= start, ContextRequestRow.created_at < end)
@@ -91,6 +94,7 @@ def requests_between(engine: Engine, start: datetime, end: datetime) -> list[Req
 
 def feedback_between(engine: Engine, start: datetime, end: datetime) -> list[FeedbackRow]:
     """Feedback given (whenever) on the bundles served in ``[start, end)``."""
+    deferred.flush(engine)
     served = select(BundleServed.bundle_id).where(
         BundleServed.created_at >= start, BundleServed.created_at < end)
     with Session(engine, expire_on_commit=False) as session:
@@ -199,6 +203,7 @@ def eval_runs_between(engine: Engine, start: datetime, end: datetime) -> list[Ru
 
 def slowest_bundles(engine: Engine, start: datetime, end: datetime,
                     limit: int = 10) -> list[BundleServed]:
+    deferred.flush(engine)
     with Session(engine, expire_on_commit=False) as session:
         return list(session.exec(select(BundleServed).where(
             BundleServed.created_at >= start, BundleServed.created_at < end)
@@ -208,6 +213,7 @@ def slowest_bundles(engine: Engine, start: datetime, end: datetime,
 def emptiest_bundles(engine: Engine, start: datetime, end: datetime,
                      limit: int = 10) -> list[BundleServed]:
     """Bundles with the fewest tokens served (empty ones first), newest first among ties."""
+    deferred.flush(engine)
     with Session(engine, expire_on_commit=False) as session:
         return list(session.exec(select(BundleServed).where(
             BundleServed.created_at >= start, BundleServed.created_at < end)

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from contextd.core.telemetry import span
 from contextd.core.types import as_utc
+from contextd.state import deferred
 from contextd.state.db import session_scope
 from contextd.state.tables import AuditEvent
 
@@ -51,6 +52,23 @@ def record(engine: Engine, *, action: str, actor_key_id: str = "", actor: str = 
     return event_id
 
 
+def record_later(engine: Engine, *, action: str, actor_key_id: str = "", actor: str = "",
+                 outcome: str = "ok", user_id: str | None = None, target: str | None = None,
+                 query_hash: str | None = None, query: str | None = None,
+                 item_ids: Sequence[str] = (), latency_ms: float | None = None,
+                 redactions: int = 0, details: dict[str, Any] | None = None) -> None:
+    """:func:`record` for the request path: the entry (stamped now) is queued for the
+    engine's deferred writer instead of written on the caller's thread, and is in every
+    :func:`query` of this process made after this call."""
+    deferred.add(engine, AuditEvent(
+        action=action, outcome=outcome, actor_key_id=actor_key_id, actor=actor,
+        user_id=user_id, target=target, query_hash=query_hash, query=query,
+        item_ids=list(item_ids), latency_ms=latency_ms, redactions=redactions,
+        details=details or {}))
+    log.info("audit", extra={"event": "audit", "action": action, "outcome": outcome,
+                             "actor_key_id": actor_key_id})
+
+
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
     """What ``GET /v1/audit`` may filter on; None means "any"."""
@@ -66,6 +84,7 @@ class AuditFilter:
 def query(engine: Engine, flt: AuditFilter, *, limit: int = 100,
           before_id: int | None = None) -> tuple[list[AuditEvent], int | None]:
     """Entries matching ``flt``, newest first, and the cursor of the next page (or None)."""
+    deferred.flush(engine)
     limit = max(1, min(limit, MAX_PAGE))
     stmt = select(AuditEvent)
     if flt.actor:

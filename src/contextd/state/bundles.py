@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from contextd.retrieval.schemas import ContextBundle
-from contextd.state.db import session_scope
+from contextd.state import deferred
 from contextd.state.tables import BundleServed
 
 
@@ -28,26 +28,25 @@ def served_items(bundle: ContextBundle) -> list[dict[str, Any]]:
             for i in bundle.items]
 
 
-def record_bundle(engine: Engine, bundle: ContextBundle, *, key_id: str, agent: str,
-                  session_id: str | None, kinds: list[str], token_budget: int,
-                  keep_query: bool) -> None:
-    """Append the served bundle (never updated afterwards)."""
+def bundle_row(bundle: ContextBundle, *, key_id: str, agent: str, session_id: str | None,
+               kinds: list[str], token_budget: int, keep_query: bool) -> BundleServed:
+    """The served bundle's row (appended, never updated afterwards)."""
     stats = bundle.stats
-    with session_scope(engine) as session:
-        session.add(BundleServed(
-            bundle_id=bundle.bundle_id, created_at=bundle.generated_at, key_id=key_id,
-            agent=agent, user_id=bundle.user_id, session_id=session_id,
-            query_hash=query_hash(bundle.query), query=bundle.query if keep_query else None,
-            kinds_requested=sorted(kinds), items=served_items(bundle),
-            token_budget=token_budget, token_count=bundle.token_count,
-            candidates=int(stats.get("candidates", 0)),
-            latency_ms=float(stats.get("latency_ms", 0.0)),
-            stages_ms=dict(stats.get("stages_ms", {}))))
+    return BundleServed(
+        bundle_id=bundle.bundle_id, created_at=bundle.generated_at, key_id=key_id,
+        agent=agent, user_id=bundle.user_id, session_id=session_id,
+        query_hash=query_hash(bundle.query), query=bundle.query if keep_query else None,
+        kinds_requested=sorted(kinds), items=served_items(bundle),
+        token_budget=token_budget, token_count=bundle.token_count,
+        candidates=int(stats.get("candidates", 0)),
+        latency_ms=float(stats.get("latency_ms", 0.0)),
+        stages_ms=dict(stats.get("stages_ms", {})))
 
 
 def requested_kinds(engine: Engine, bundle_id: str) -> frozenset[str] | None:
     """The kinds filter the bundle was requested with; None when it had none or is
     unknown (then nothing narrows beyond the key's own scope)."""
+    deferred.flush(engine)
     with Session(engine) as session:
         row = session.get(BundleServed, bundle_id)
     if row is None or not row.kinds_requested:

@@ -24,7 +24,7 @@ from contextd.core.errors import AuthenticationFailed, InvalidInput, NotFound
 from contextd.core.types import as_utc, utcnow
 from contextd.quality.report import dashboard_report
 from contextd.runtime import Runtime
-from contextd.state import audit
+from contextd.state import audit, deferred
 from contextd.state.keys import authenticate
 from contextd.state.sessions import close_session, open_session
 from contextd.state.tables import BundleServed
@@ -123,6 +123,7 @@ async def request_page(bundle_id: str, runtime: RuntimeDep, viewer: Viewer) -> R
 
 
 def _bundle(runtime: RuntimeDep, bundle_id: str) -> BundleServed | None:
+    deferred.flush(runtime.engine)
     with Session(runtime.engine, expire_on_commit=False) as session:
         return session.get(BundleServed, bundle_id)
 

@@ -14,7 +14,6 @@ from contextd.api.access import (
     context_scope,
     redact_bundle,
 )
-from contextd.api.background import best_effort
 from contextd.api.deps import (
     AGENT_ROLES,
     AgentKey,
@@ -35,8 +34,9 @@ from contextd.retrieval.schemas import ContextBundle, ContextQuery, bundle_json
 from contextd.retrieval.service import StageTimer
 from contextd.retrieval.sources import check_sources, known_sources
 from contextd.runtime import Runtime
-from contextd.state.bundles import record_bundle
-from contextd.state.costs import record_cost
+from contextd.state import deferred
+from contextd.state.bundles import bundle_row
+from contextd.state.costs import cost_row
 from contextd.state.keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["context"])
@@ -129,18 +129,21 @@ def _serve_context(body: ContextRequestIn, user_id: str, runtime: Runtime, key: 
         timer.emit()  # a failed request's stages are traced too
         raise
     redactions = redact_bundle(settings, bundle, body.token_budget)
-    # Metered and logged after the response is sent: the agent does not wait for it.
+    # Telemetry after the response is sent: the agent does not wait for it.
     background.add_task(report_served, settings, key, user_id, query, bundle, timer)
+    # The rows are queued before the response goes out and written by the deferred writer
+    # (state.deferred): every read of this process made after the agent has its answer
+    # finds them, and no request waits on SQLite's one writer.
     cost = bundle.stats["cost"]
-    background.add_task(best_effort(record_cost), runtime.engine, kind="context",
-                        ref=bundle.bundle_id, agent=key.name, embed_tokens=cost["embed_tokens"],
-                        embed_cpu_seconds=cost["embed_cpu_seconds"],
-                        served_tokens=bundle.token_count)
-    background.add_task(best_effort(record_bundle), runtime.engine, bundle, key_id=key.id,
-                        agent=key.name, session_id=body.session_id, kinds=sorted(kinds or ()),
-                        token_budget=body.token_budget, keep_query=settings.log_queries)
-    background.add_task(best_effort(audit_context), runtime, key, body, outcome="ok",
-                        bundle=bundle, redactions=redactions)
+    deferred.add(
+        runtime.engine,
+        cost_row(kind="context", ref=bundle.bundle_id, agent=key.name,
+                 embed_tokens=cost["embed_tokens"],
+                 embed_cpu_seconds=cost["embed_cpu_seconds"], served_tokens=bundle.token_count),
+        bundle_row(bundle, key_id=key.id, agent=key.name, session_id=body.session_id,
+                   kinds=sorted(kinds or ()), token_budget=body.token_budget,
+                   keep_query=settings.log_queries))
+    audit_context(runtime, key, body, outcome="ok", bundle=bundle, redactions=redactions)
     # The bundle is built from typed values; serialize it once instead of re-validating.
     return Response(content=bundle_json(bundle), media_type="application/json")
 
