@@ -26,6 +26,7 @@ from contextd.core.store import (
     VectorStore,
     WriteBatch,
     vector_field,
+    vectors_of,
 )
 from contextd.core.types import AccessScope, iso
 
@@ -295,3 +296,22 @@ def test_no_result_ever_outside_the_principals(kind: str, tmp_path_factory: pyte
         check()
     finally:
         adapter.close()
+
+
+@pytest.mark.parametrize("dim", [384, 5])  # 1536 bytes: no base64 padding; 20 bytes: padded
+def test_payload_copies_decode_as_one_or_one_by_one_to_the_same_vectors(dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    written = [rng.standard_normal(dim).astype(np.float32) for _ in range(6)]
+    copies: list[object] = [vector_field(v) for v in written]
+    decoded = vectors_of(copies, dim)
+    assert all(np.array_equal(d, w) for d, w in zip(decoded, written, strict=True))
+    # a damaged copy of the right length, one missing, one of another length: those are
+    # None (the adapter asks the engine), the others still decode exactly
+    damaged = list(copies)
+    damaged[1] = "!" * len(str(copies[1]))
+    damaged[3] = None
+    damaged[4] = vector_field(written[4][:-1])
+    decoded = vectors_of(damaged, dim)
+    assert [n for n, d in enumerate(decoded) if d is None] == [1, 3, 4]
+    for n in (0, 2, 5):
+        assert np.array_equal(decoded[n], written[n])

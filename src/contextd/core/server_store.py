@@ -191,10 +191,10 @@ class ServerStore:
         results = self.client.query_batch_points(self.collection, requests)
         hits, scores = merge_legs([(name, found.points) for (name, _), found
                                    in zip(legs, results, strict=True)])
-        return [ScoredChunk(id=str(p.id), score=float(p.score), payload=dict(p.payload or {}),
+        return [ScoredChunk(id=i, score=float(p.score), payload=dict(p.payload or {}),
                             dense=_dense_of(p.vector) if query.with_vectors else None,
-                            legs=scores.get(str(p.id), {}))
-                for p in hits]
+                            legs=scores.get(i, {}))
+                for i, p in hits.items()]
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         if not ids:

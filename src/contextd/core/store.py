@@ -80,34 +80,57 @@ def vector_of(value: object, dim: int) -> np.ndarray | None:
     return np.frombuffer(raw, dtype=np.float32)
 
 
+def vectors_of(values: Sequence[object], dim: int) -> list[np.ndarray | None]:
+    """:func:`vector_of` of each value. When every value is a well-formed copy (the usual
+    case) and a copy's bytes are a multiple of 3 (no base64 padding: 384 dimensions are
+    1536 bytes), the copies are decoded as one string into one array: a bundle's ~170
+    candidates cost one call instead of ~170."""
+    size = 4 * dim
+    chars = 4 * (size // 3)
+    if values and size % 3 == 0 and all(isinstance(v, str) and len(v) == chars
+                                        for v in values):
+        try:
+            raw = base64.b64decode("".join(values), validate=True)  # type: ignore[arg-type]
+        except (binascii.Error, ValueError):
+            pass
+        else:
+            return list(np.frombuffer(raw, dtype=np.float32).reshape(len(values), dim))
+    return [vector_of(v, dim) for v in values]
+
+
 def merge_legs(results: Sequence[tuple[str, Sequence[Any]]],
-               ) -> tuple[list[Any], dict[str, dict[str, tuple[int, float]]]]:
-    """Hits of several legs as one list (first appearance wins, in leg order), and per id
-    each leg's (0-based rank, raw score)."""
+               ) -> tuple[dict[str, Any], dict[str, dict[str, tuple[int, float]]]]:
+    """Hits of several legs by id (first appearance wins, in leg order), and per id each
+    leg's (0-based rank, raw score). Each hit's id is read once."""
     hits: dict[str, Any] = {}
     legs: dict[str, dict[str, tuple[int, float]]] = {}
     for leg, found in results:
         for rank, hit in enumerate(found):
             key = str(hit.id)
-            hits.setdefault(key, hit)
-            legs.setdefault(key, {})[leg] = (rank, float(hit.score))
-    return list(hits.values()), legs
+            if key not in hits:
+                hits[key] = hit
+                legs[key] = {}
+            legs[key][leg] = (rank, float(hit.score))
+    return hits, legs
 
 
-def scored_chunks(hits: Sequence[Any], dim: int,
+def scored_chunks(hits: Sequence[Any] | dict[str, Any], dim: int,
                   fetch: Callable[[list[str]], dict[str, Sequence[float]]] | None,
                   legs: dict[str, dict[str, tuple[int, float]]] | None = None,
                   ) -> list[ScoredChunk]:
-    """Engine hits (anything with ``id``, ``score`` and ``payload``) as chunks. With
-    ``fetch`` (a search ``with_vectors``), each carries its vector from the payload copy,
-    which is removed from the payload; ``fetch`` asks the engine for the points that have
-    none (written before the copy existed). Called under the adapter's read lock, so both
-    come from the same version of each point."""
-    ids = [str(h.id) for h in hits]
-    payloads = [dict(h.payload or {}) for h in hits]
+    """Engine hits (anything with ``id``, ``score`` and ``payload``; or such hits by id, as
+    :func:`merge_legs` gives them) as chunks. With ``fetch`` (a search ``with_vectors``),
+    each carries its vector from the payload copy, which is removed from the payload;
+    ``fetch`` asks the engine for the points that have none (written before the copy
+    existed). Called under the adapter's read lock, so both come from the same version of
+    each point."""
+    by_id = hits if isinstance(hits, dict) else {str(h.id): h for h in hits}
+    ids = list(by_id)
+    points = list(by_id.values())
+    payloads = [dict(h.payload or {}) for h in points]
     vectors: list[np.ndarray | None] = [None] * len(ids)
     if fetch is not None:
-        vectors = [vector_of(payload.pop(VECTOR_FIELD, None), dim) for payload in payloads]
+        vectors = vectors_of([payload.pop(VECTOR_FIELD, None) for payload in payloads], dim)
         missing = [i for i, v in zip(ids, vectors, strict=True) if v is None]
         if missing:
             fetched = fetch(missing)
@@ -115,7 +138,7 @@ def scored_chunks(hits: Sequence[Any], dim: int,
                        for i, v in zip(ids, vectors, strict=True)]
     legs = legs or {}
     return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v, legs=legs.get(i, {}))
-            for i, h, p, v in zip(ids, hits, payloads, vectors, strict=True)]
+            for i, h, p, v in zip(ids, points, payloads, vectors, strict=True)]
 
 
 def _array(vector: Sequence[float] | None) -> np.ndarray | None:
