@@ -208,8 +208,9 @@ def golden(bench: Bench, data: Path) -> None:
     spec = json.loads((data / "golden.json").read_text())
     workdir = Path(tempfile.mkdtemp(prefix="contextd-golden-"))
     bench._dirs.append(workdir)
-    conf = bench.settings.model_copy(update={"data_dir": workdir, "database_url": None,
-                                             "qdrant_url": None, "scheduler_enabled": False})
+    conf = bench.settings.model_copy(update={
+        "data_dir": workdir, "database_url": None, "qdrant_url": None,
+        "scheduler_enabled": False, "filesystem_allowed_roots": [data.resolve()]})
     runtime = Runtime(conf, dense_encoder=bench.encoder)  # type: ignore[arg-type]
     runtime.migrate()
     try:
@@ -241,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=0,
                         help="at most this many queries per public set (0: all)")
     parser.add_argument("--skip-suites", action="store_true")
+    parser.add_argument("--golden-only", action="store_true",
+                        help="only the sample company's golden set")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -253,11 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = (f"# bench-quality {date.today()}  fusion={settings.fusion} "
               f"dense_weight={settings.dense_weight} freshness_weight="
               f"{settings.freshness_weight} floor={settings.freshness_floor} "
+              f"feedback_docs={settings.feedback_docs} feedback_weight="
+              f"{settings.feedback_weight} prefetch={settings.prefetch_limit} "
               f"min_relevance={settings.min_relevance}")
     print(header, flush=True)
     try:
         loaded: dict[str, BeirDataset] = {}
-        for name in [s for s in args.sets.split(",") if s]:
+        for name in [s for s in args.sets.split(",") if s and not args.golden_only]:
             directory = args.data / name
             if not directory.is_dir():
                 print(f"# {name}: not found under {args.data}, skipped", flush=True)
@@ -269,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   qrels={q: dataset.qrels[q] for q in keep})
             loaded[name] = dataset
             beir(bench, name, dataset, seed=args.seed + zlib.crc32(name.encode()) % 1000)
-        if not args.skip_suites:
+        if args.golden_only:
+            golden(bench, ROOT / "sample_data")
+        elif not args.skip_suites:
             suite = generated(args.seed)
             background = _background(args.data)
             rng = random.Random(args.seed)

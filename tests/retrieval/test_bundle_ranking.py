@@ -133,6 +133,7 @@ def test_explain_reports_the_evidence_and_what_was_dropped(loaded: Runtime) -> N
     assert top is not None
     assert top["dense_rank"] is not None and top["dense_score"] > 0
     assert top["bm25_rank"] is not None and top["bm25_score"] > 0
+    assert top["feedback_score"] is not None and top["feedback_score"] > 0  # both legs ran
     assert {"per", "diem", "EUR"} <= set(top["matched_terms"])
     assert top["freshness_clock"] == "source" and 0.75 <= top["freshness_factor"] <= 1
     assert bundle.dropped and all(d["reason"] for d in bundle.dropped)

@@ -99,3 +99,38 @@ def test_accuracy_counts_an_item_served_as_an_older_version_as_superseded() -> N
     item = {"doc_version": 1, "superseded": False}
     assert item_was_current(item, NOW, state) == "current"
     assert item_was_current({**item, "superseded": True}, NOW, state) == "superseded"
+
+
+FEEDBACK = Weights(dense_weight=0.7, freshness_weight=0.05, floor=0.75,
+                   calibration=(12.0, 2.0, -7.0), feedback_docs=1, feedback_weight=1.0)
+QUERY = np.asarray([1.0, 0.0, 0.0], dtype=np.float32)
+
+
+def _topic_hits(with_bm25: bool = True) -> list[ScoredChunk]:
+    """A lead both legs agree on, a chunk on the lead's topic, and one as close to the
+    query's vector but on another topic."""
+    return [hit("lead", cosine=0.80, bm25=10.0 if with_bm25 else None, dense=[0.8, 0.6, 0.0]),
+            hit("same-topic", cosine=0.60, dense=[0.6, 0.8, 0.0]),
+            hit("other-topic", cosine=0.62, dense=[0.62, 0.0, 0.7846])]
+
+
+def test_feedback_ranks_the_lead_topic_above_an_equally_close_other_topic() -> None:
+    without = score(_topic_hits(), QUERY, weights=WEIGHTS, terms=exact_terms("q"), now=NOW,
+                    half_lives=None)
+    assert [c.hit.id for c in without] == ["lead", "other-topic", "same-topic"]
+    out = score(_topic_hits(), QUERY, weights=FEEDBACK, terms=exact_terms("q"), now=NOW,
+                half_lives=None)
+    assert [c.hit.id for c in out] == ["lead", "same-topic", "other-topic"]
+    same = out[1]
+    # The expanded query's cosine drives fused; relevance stays on the query's own cosine.
+    assert same.feedback_cosine is not None and same.feedback_cosine > same.cosine
+    assert same.cosine == 0.60
+    assert same.relevance == calibrate(0.60, 0.0, FEEDBACK.calibration)
+
+
+def test_feedback_needs_both_legs() -> None:
+    """Dense alone (no BM25 evidence) is the dense leg as it is: feedback fuses legs."""
+    out = score(_topic_hits(with_bm25=False), QUERY, weights=FEEDBACK,
+                terms=exact_terms("q"), now=NOW, half_lives=None)
+    assert [c.hit.id for c in out] == ["lead", "other-topic", "same-topic"]
+    assert all(c.feedback_cosine is None for c in out)

@@ -56,6 +56,9 @@ class ExplainOut(BaseModel):
     dense_score: float = Field(description="Dense cosine of query and chunk.")
     bm25_rank: int | None
     bm25_score: float
+    feedback_score: float | None = Field(None, description=(
+        "Cosine to the query expanded with the leading candidates' vectors (pseudo-relevance "
+        "feedback; None when it did not run), used in place of dense_score in fused."))
     fused: float = Field(description="Fused relevance score before freshness.")
     coverage: float = Field(description="Share of the query's content words the item holds.")
     relevance: float = Field(description="Calibrated relevance (from the cosine and the "

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     dense_weight: float = Field(
         0.7, ge=0.0, le=1.0, description="Weight of the dense cosine in score fusion; BM25 "
         "relative to the best lexical match of the query gets the rest.")
+    feedback_docs: int = Field(
+        5, ge=0, le=100, description="Pseudo-relevance feedback in hybrid score fusion: the "
+        "query vector is expanded with the mean vector of this many leading candidates of "
+        "the first fusion and the candidates' cosines are taken again against it (no second "
+        "search); 0 turns it off. Measured in docs/ranking.md.")
+    feedback_weight: float = Field(
+        1.0, ge=0.0, le=10.0, description="Weight of the leading candidates' mean vector "
+        "against the query vector in pseudo-relevance feedback.")
     freshness_weight: float = Field(
         0.05, ge=0.0, le=1.0, description="At most this much is added to an item's fused "
         "score for freshness, so recency only reorders items whose relevance is that close.")

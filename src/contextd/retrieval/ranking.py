@@ -35,6 +35,7 @@ class Candidate:
     bm25: float = 0.0
     fused: float = 0.0
     coverage: float = 0.0
+    feedback_cosine: float | None = None  # cosine to the feedback-expanded query
     dense_rank: int | None = None
     bm25_rank: int | None = None
     exact: list[str] = field(default_factory=list)

@@ -7,6 +7,9 @@ caller's access filter. Here they become, per candidate:
   cosine as it is (comparable across queries) and BM25 relative to the best lexical match
   of the query. Score fusion keeps how much better a hit is, which rank fusion (RRF)
   throws away: with equal-weight RRF a weak leg pulls the fused list down.
+- with ``feedback_docs``, the dense part of ``fused`` is the cosine to the query expanded
+  with the vectors of the leading candidates of that first fusion (pseudo-relevance
+  feedback, :func:`_feedback_cosines`), computed over the candidates only.
 - ``relevance``: calibrated, comparable across queries and thresholdable: a logistic of the
   cosine and of the share of the query's content words the chunk holds (:func:`coverage`).
 - ``freshness``: ``floor + (1 - floor) * 0.5 ** (age / half_life)`` from the item's own
@@ -44,6 +47,8 @@ class Weights:
     freshness_weight: float
     floor: float
     calibration: tuple[float, float, float]  # cosine, lexical coverage, intercept
+    feedback_docs: int = 0  # leading candidates whose vectors expand the query (0: none)
+    feedback_weight: float = 1.0  # their mean vector's weight against the query's
 
 
 def calibrate(cosine: float, coverage: float, coef: tuple[float, float, float]) -> float:
@@ -83,15 +88,21 @@ def score(hits: Sequence[ScoredChunk], query_vector: np.ndarray | None, *,
     if not hits:
         return []
     cosines = _cosines(hits, query_vector)
-    best_bm25 = max((h.legs[SPARSE][1] for h in hits if SPARSE in h.legs), default=0.0)
+    bm25s = [h.legs[SPARSE][1] if SPARSE in h.legs else 0.0 for h in hits]
+    best_bm25 = max(bm25s)
     has_dense = query_vector is not None
     w = weights.dense_weight if has_dense and best_bm25 > 0 else (1.0 if has_dense else 0.0)
+    lexical = [b / best_bm25 if best_bm25 > 0 else 0.0 for b in bm25s]
+    fused = [w * c + (1.0 - w) * lex for c, lex in zip(cosines, lexical, strict=True)]
+    expanded: list[float | None] = [None] * len(hits)
+    if weights.feedback_docs > 0 and query_vector is not None and 0 < w < 1:
+        expanded = _feedback_cosines(hits, query_vector, fused, weights)
+        fused = [f if e is None else w * e + (1.0 - w) * lex
+                 for f, e, lex in zip(fused, expanded, lexical, strict=True)]
     out: list[Candidate] = []
-    for hit, cosine in zip(hits, cosines, strict=True):
+    for hit, cosine, bm25, fuse, wide in zip(hits, cosines, bm25s, fused, expanded,
+                                             strict=True):
         payload = hit.payload
-        bm25 = hit.legs[SPARSE][1] if SPARSE in hit.legs else 0.0
-        lexical = bm25 / best_bm25 if best_bm25 > 0 else 0.0
-        fused = w * cosine + (1.0 - w) * lexical
         cover = coverage(words, str(payload.get("title") or ""), str(payload.get("text") or ""))
         relevance = calibrate(cosine, cover, weights.calibration)
         updated_at = parse_ts(payload.get("updated_at"))
@@ -102,16 +113,42 @@ def score(hits: Sequence[ScoredChunk], query_vector: np.ndarray | None, *,
                                       weights.floor)
         exact = terms.matched(str(payload.get("title") or ""), str(payload.get("text") or "")) \
             if terms else []
-        total = fused + (weights.freshness_weight * factor if half_lives is not None else 0.0)
+        total = fuse + (weights.freshness_weight * factor if half_lives is not None else 0.0)
         if exact:
             total += EXACT_BONUS + 0.01 * len(exact)
             relevance = max(relevance, 0.99)
         out.append(Candidate(
             hit=hit, updated_at=updated_at, relevance=relevance, freshness=factor,
-            score=total, cosine=cosine, bm25=bm25, fused=fused, exact=exact, coverage=cover,
+            score=total, cosine=cosine, bm25=bm25, fused=fuse, exact=exact,
+            coverage=cover, feedback_cosine=wide,
             dense_rank=hit.legs[DENSE][0] + 1 if DENSE in hit.legs else None,
             bm25_rank=hit.legs[SPARSE][0] + 1 if SPARSE in hit.legs else None))
     out.sort(key=lambda c: c.score, reverse=True)
+    return out
+
+
+def _feedback_cosines(hits: Sequence[ScoredChunk], query_vector: np.ndarray,
+                      fused: Sequence[float], weights: Weights) -> list[float | None]:
+    """Each hit's cosine to the query expanded with the leading candidates (pseudo-
+    relevance feedback, Rocchio on the dense vectors): ``q + feedback_weight * mean(top
+    feedback_docs vectors)``, unit length. The leading candidates are chosen by the fused
+    score of both legs, so the expanded query carries the lexical evidence into the dense
+    leg. Only the candidates are re-scored (no second search), and only with vectors the
+    caller may see. None for a hit without a vector."""
+    rows = [n for n, h in enumerate(hits) if h.dense is not None]
+    if not rows:
+        return [None] * len(hits)
+    matrix = np.asarray([hits[n].dense for n in rows], dtype=np.float32)
+    lead = sorted(range(len(rows)), key=lambda i: fused[rows[i]], reverse=True)
+    centroid = matrix[lead[:weights.feedback_docs]].mean(axis=0)
+    expanded = np.asarray(query_vector, dtype=np.float32) + weights.feedback_weight * centroid
+    norm = float(np.linalg.norm(expanded))
+    if norm == 0:
+        return [None] * len(hits)
+    cos = matrix @ (expanded / norm)
+    out: list[float | None] = [None] * len(hits)
+    for i, n in enumerate(rows):
+        out[n] = float(cos[i])
     return out
 
 

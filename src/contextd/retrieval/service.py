@@ -188,7 +188,8 @@ class Retriever:
     def weights(self) -> Weights:
         s = self.settings
         return Weights(dense_weight=s.dense_weight, freshness_weight=s.freshness_weight,
-                       floor=s.freshness_floor, calibration=s.relevance_calibration)
+                       floor=s.freshness_floor, calibration=s.relevance_calibration,
+                       feedback_docs=s.feedback_docs, feedback_weight=s.feedback_weight)
 
     def _rrf_candidates(self, query: ContextQuery, dense: np.ndarray | None,
                         sparse: SparseVec | None, scope: AccessScope, *, limit: int,
@@ -436,6 +437,8 @@ def explanation(cand: Candidate) -> dict[str, Any]:
     return {
         "dense_rank": cand.dense_rank, "dense_score": round(cand.cosine, 6),
         "bm25_rank": cand.bm25_rank, "bm25_score": round(cand.bm25, 6),
+        "feedback_score": None if cand.feedback_cosine is None
+        else round(cand.feedback_cosine, 6),
         "fused": round(cand.fused, 6), "coverage": round(cand.coverage, 6),
         "relevance": round(cand.relevance, 6), "exact_matches": list(cand.exact),
         "freshness_factor": round(cand.freshness, 6),
