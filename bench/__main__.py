@@ -14,6 +14,7 @@ import json
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,9 @@ def latency_suite(runtime: Runtime, queries: list[str]) -> dict[str, dict[str, f
     app_on = create_app(runtime=runtime)
     runtime.settings = off_settings
     app_off = create_app(runtime=runtime)
-    _, key = create_key(runtime.engine, name="bench", role="agent")
+    # a key of its own per run: key names are unique, and bench.latency runs this repeatedly
+    _, key = create_key(runtime.engine, name=f"bench-latency-{uuid.uuid4().hex[:8]}",
+                        role="agent")
     headers = {"Authorization": f"Bearer {key}"}
     scope = AccessScope(effective_principals(runtime.engine, user_id="ann"))
     open_scope = AccessScope(frozenset({"public", "group:sales", "group:finance",
