@@ -151,6 +151,9 @@ def test_zero_leaks_through_mcp(server: LiveServer) -> None:
         nonlocal total
         total += check_world(server, world)
 
-    check()
+    for _ in range(5):  # generated worlds vary in size: draw more until enough cases
+        check()
+        if total >= 150:
+            break
     print(f"zero-leak cases checked through MCP: {total}")
     assert total >= 150, f"only {total} cases checked"
