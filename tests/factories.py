@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from contextd.core.types import SourceRecord
 from contextd.state.keys import create_key
+from contextd.state.tables import ContextRequestRow
 
 
 def record(source_id: str, text: str, *, acl: tuple[str, ...] = ("public",),
@@ -25,3 +28,15 @@ def keys(engine: Engine) -> dict[str, str]:
     """One fresh key per role."""
     return {role: create_key(engine, name=f"test-{role}", role=role)[1]
             for role in ("admin", "agent", "analyst")}
+
+
+def context_rows(engine: Engine, count: int) -> list[ContextRequestRow]:
+    """The context outcome rows once ``count`` are there (they are written after the
+    response), or whatever is there after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        with Session(engine) as session:
+            rows = list(session.exec(select(ContextRequestRow)))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

@@ -35,6 +35,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _wait_healthy(process: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 600  # a loaded machine starts torch slowly
+    while True:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.3)
+
+
 @pytest.fixture
 def served(tmp_path: Path, encoder: SentenceTransformerEncoder
            ) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
@@ -59,16 +72,7 @@ def served(tmp_path: Path, encoder: SentenceTransformerEncoder
                                 str(port)], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 600  # a loaded machine starts torch slowly
-        while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.3)
+        _wait_healthy(process, port)
         yield data, process
     finally:
         process.send_signal(signal.SIGTERM)
@@ -139,14 +143,7 @@ def test_commands_go_through_the_running_demo(
             assert time.monotonic() < deadline, "the demo did not start"
             time.sleep(0.3)
         assert json.loads((data / SERVICE_FILE).read_text())["pid"] == process.pid
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the demo did not answer"
-            time.sleep(0.3)
+        _wait_healthy(process, port)
         monkeypatch.setenv("CONTEXTD_DATA_DIR", str(data))
         get_settings.cache_clear()
         try:

@@ -12,11 +12,9 @@ import httpx2
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
-from sqlmodel import Session, select
 
 from contextd.runtime import Runtime
 from contextd.state.keys import KeyPolicy, create_key, revoke_key
-from contextd.state.tables import ContextRequestRow
 from tests.agents.world import (
     RESTRICTED,
     http_context,
@@ -28,7 +26,7 @@ from tests.agents.world import (
     text_of,
 )
 from tests.conftest import LiveServer
-from tests.factories import keys
+from tests.factories import context_rows, keys
 
 TOOLS = {"get_context", "read_source", "list_sources", "record_interaction", "give_feedback"}
 
@@ -232,17 +230,6 @@ def _has_mcp_error(exc: BaseException) -> bool:
                                                        for e in exc.exceptions)
 
 
-def _context_rows(runtime: Runtime, count: int) -> list[ContextRequestRow]:
-    """The context outcome rows, once ``count`` are there (they are written after the
-    response), or whatever is there after 10 s."""
-    deadline = time.monotonic() + 10
-    while True:
-        with Session(runtime.engine) as session:
-            rows = list(session.exec(select(ContextRequestRow)))
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
 
 def test_get_context_is_held_to_the_keys_limits_and_recorded_like_post_context(
         server: LiveServer, runtime: Runtime) -> None:
@@ -276,9 +263,9 @@ def test_get_context_is_held_to_the_keys_limits_and_recorded_like_post_context(
     assert sorted(o for a, o in actions if a == "context.request") == ["invalid_input", "ok"]
     # One outcome row per admitted call (422 and 200); the rate-limited call is refused
     # before the route admits the key, as over HTTP.
-    _context_rows(runtime, 2)
+    context_rows(runtime.engine, 2)
     time.sleep(0.3)  # room for a wrong third row to appear
-    assert sorted(r.status for r in _context_rows(runtime, 2)) == [200, 422]
+    assert sorted(r.status for r in context_rows(runtime.engine, 2)) == [200, 422]
 
 
 def test_a_body_over_the_keys_size_limit_and_a_forged_marker_header_are_refused(
@@ -311,4 +298,4 @@ def test_a_body_over_the_keys_size_limit_and_a_forged_marker_header_are_refused(
     assert ok.status_code == 200 and "result" in ok.json(), ok.text
     # Served without a second HTTP request: the outcome row carries the MCP request's id.
     request_id = ok.headers["x-request-id"]
-    assert request_id in [r.request_id for r in _context_rows(runtime, 2)]
+    assert request_id in [r.request_id for r in context_rows(runtime.engine, 2)]

@@ -3,17 +3,14 @@ middleware that records every ``POST /v1/context`` outcome (failures included)."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-from sqlmodel import Session, select
 
 from contextd.runtime import Runtime
-from contextd.state.tables import ContextRequestRow
 from tests.conftest import LiveServer
-from tests.factories import keys, record
+from tests.factories import context_rows, keys, record
 from tests.quality.seed import END, seed
 from tests.quality.test_metrics import check
 
@@ -37,15 +34,6 @@ def test_quality_endpoint_serves_the_hand_computed_metrics(
         assert len(too_many.json()["series"]) in (2160, 2161)
 
 
-def _wait_for_rows(runtime: Runtime, count: int) -> list[ContextRequestRow]:
-    deadline = time.monotonic() + 10
-    while True:
-        with Session(runtime.engine) as session:
-            rows = list(session.exec(select(ContextRequestRow)))
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
 
 def test_every_authenticated_context_outcome_is_recorded_for_the_error_rate(
         make_runtime: Callable[..., Runtime]) -> None:
@@ -62,7 +50,7 @@ def test_every_authenticated_context_outcome_is_recorded_for_the_error_rate(
         assert agent.post("/v1/context", json={**body, "query": "x" * 4000}).status_code == 413
         assert analyst.post("/v1/context", json=body).status_code == 403
         assert agent.get("/v1/quality").status_code == 403  # not a context call: not recorded
-        rows = _wait_for_rows(runtime, 3)
+        rows = context_rows(runtime.engine, 3)
         # Refused before a key was known (401, 413 over the service limit): no row.
         assert sorted(r.status for r in rows) == [200, 403, 422]
         assert all(r.latency_ms > 0 and len(r.request_id) == 32 for r in rows)
