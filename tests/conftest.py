@@ -26,13 +26,14 @@ SAMPLE_DATA = REPO / "sample_data"
 
 
 @pytest.fixture(scope="session")
-def encoder() -> SentenceTransformerEncoder:
+def encoder() -> Iterator[SentenceTransformerEncoder]:
     """The real all-MiniLM-L6-v2 from the bundled package, shared by every test. Its
     document process keeps the tests' priority: the suite shares its machine with other
     work, and a lowered one is tested on its own (tests/unit/test_embedder.py)."""
     enc = SentenceTransformerEncoder(document_nice=0)
     _ = enc.dim
-    return enc
+    yield enc
+    enc.close()  # its query and document processes end with it
 
 
 @pytest.fixture

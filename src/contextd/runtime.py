@@ -122,7 +122,8 @@ class Runtime:
             threads=self.settings.embedding_threads,
             query_threads=self.settings.embedding_query_threads,
             document_process=self.settings.embedding_document_process,
-            document_nice=self.settings.embedding_document_nice)
+            document_nice=self.settings.embedding_document_nice,
+            query_process=self.settings.embedding_query_process)
 
     @cached_property
     def sparse(self) -> Bm25Encoder:

@@ -2,6 +2,7 @@
 sharing a forward pass; documents embedded by a lower-priority child process that queries
 never wait for (or, in process, as small jobs a query waits behind at most one of); a
 child that dies is restarted, one that cannot run fails the batch (real all-MiniLM-L6-v2).
+The query child is tested in tests/unit/test_query_process.py.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def reference(encoder: SentenceTransformerEncoder, texts: list[str]) -> np.ndarr
 
 @pytest.fixture(scope="module")
 def in_process() -> Iterator[SentenceTransformerEncoder]:
-    """An encoder that embeds documents as jobs on its own model thread."""
-    enc = SentenceTransformerEncoder(document_process=False)
+    """An encoder that embeds queries, and documents as jobs, on its own model thread."""
+    enc = SentenceTransformerEncoder(document_process=False, query_process=False)
     yield enc
     enc.close()
 
@@ -132,7 +133,8 @@ def test_queries_never_wait_behind_document_embedding(
 
 
 def test_concurrent_queries_share_a_forward_pass_and_embed_exactly(
-        encoder: SentenceTransformerEncoder) -> None:
+        in_process: SentenceTransformerEncoder) -> None:
+    encoder = in_process
     encoder.encode_query("load the model")
     queries = [f"{q} {n}" for n in range(3) for q in QUERIES]
     want = reference(encoder, queries)
@@ -209,7 +211,8 @@ def test_a_stream_of_queries_does_not_starve_documents(
 
 
 def test_a_cancelled_query_is_not_run_and_a_failing_job_fails_alone(
-        encoder: SentenceTransformerEncoder) -> None:
+        in_process: SentenceTransformerEncoder) -> None:
+    encoder = in_process
     gate = threading.Event()
     blocker = encoder.owner.submit(lambda: gate.wait(30), urgent=True)
     dropped = encoder.submit_query("cancelled before it runs")

@@ -7,8 +7,9 @@ embedded by a child process (``python -m contextd.core.document_process``: its o
 interpreter and torch thread team, and none of the parent's ``__main__``) that lowers its
 own scheduling priority (``os.nice``): when a request needs the CPU the kernel
 gives it the core and the child takes what is left, and when no request runs the child
-has the whole machine. The parent keeps the query lane and token counting (see
-``core.model_owner``).
+has the whole machine. Queries are embedded by a second child of the same program at the
+parent's priority (``core.query_process``); the parent's model thread keeps token counting
+(see ``core.model_owner``).
 
 The child loads the same model files and runs :func:`forward`, the code the parent's
 query lane runs, so a text's vector is the same whichever side embeds it. A child that
@@ -141,8 +142,10 @@ class DocumentProcess:
 
     def __init__(self, model_path: Path, *, threads: int | None = None, nice: int = 10,
                  group_chunks: int = 32, group_chars: int = 16_000,
-                 start_timeout: float = 300.0, batch_timeout: float = 1800.0) -> None:
+                 start_timeout: float = 300.0, batch_timeout: float = 1800.0,
+                 role: str = "document") -> None:
         self.model_path = model_path
+        self.role = role  # in messages: "the document embedding process"
         self.threads = threads
         self.nice = nice
         self.group_chunks = group_chunks
@@ -152,6 +155,7 @@ class DocumentProcess:
         self.starts = 0  # children started, restarts included
         self.batches = 0  # batches sent to a child
         self.busy = False  # a batch is being embedded
+        self.dim: int | None = None  # the model's, as the child reported it
         self._lock = threading.Lock()
         self._process: Any = None
         self._conn: Connection | None = None
@@ -161,11 +165,21 @@ class DocumentProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, float]:
+    def start(self) -> int:
+        """Start the child unless it runs; the model's dimension."""
+        with self._lock:
+            self._started()
+        assert self.dim is not None
+        return self.dim
+
+    def encode(self, texts: Sequence[str], groups: list[list[int]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, float]:
         """Unit vectors (float32, input order) and model tokens of ``texts``, and the CPU
-        seconds the child spent on them."""
+        seconds the child spent on them. ``groups``: the row numbers of each forward
+        pass; unset: :func:`length_groups`."""
         texts = list(texts)
-        groups = length_groups(texts, self.group_chunks, self.group_chars)
+        if groups is None:
+            groups = length_groups(texts, self.group_chunks, self.group_chars)
         with self._lock:
             for attempt in (1, 2):
                 try:
@@ -175,9 +189,9 @@ class DocumentProcess:
                     self._stop()
                     if attempt == 2:
                         raise Unavailable(
-                            f"the document embedding process died twice ({exc})") from None
-                    log.warning("document embedding process died (%s); starting it again",
-                                exc, extra={"event": "embedding_process_restart"})
+                            f"the {self.role} embedding process died twice ({exc})") from None
+                    log.warning("%s embedding process died (%s); starting it again",
+                                self.role, exc, extra={"event": "embedding_process_restart"})
                 finally:
                     self.busy = False
         raise AssertionError("unreachable")
@@ -203,12 +217,12 @@ class DocumentProcess:
             raise _ChildDied(f"send failed: {exc}") from None
         reply = self._receive(conn, self.batch_timeout, "embedding a batch")
         if reply[0] == "error":
-            raise RuntimeError(f"document embedding failed: {reply[1]}")
+            raise RuntimeError(f"{self.role} embedding failed: {reply[1]}")
         return reply[1], reply[2], reply[3]
 
     def _started(self) -> Connection:
         if self._closed:
-            raise Unavailable("the document embedding process is closed")
+            raise Unavailable(f"the {self.role} embedding process is closed")
         if self._conn is not None and self._process.poll() is None:
             return self._conn
         self._stop()
@@ -226,10 +240,12 @@ class DocumentProcess:
             reply = self._receive(parent, self.start_timeout, "starting")
         except _ChildDied as exc:
             self._stop()
-            raise Unavailable(f"the document embedding process did not start ({exc})") from None
+            raise Unavailable(
+                f"the {self.role} embedding process did not start ({exc})") from None
         if reply[0] != "ready":
             self._stop()
-            raise Unavailable(f"the document embedding process did not start: {reply[1]}")
+            raise Unavailable(f"the {self.role} embedding process did not start: {reply[1]}")
+        self.dim = int(reply[1])
         return parent
 
     def _receive(self, conn: Connection, timeout: float, doing: str) -> Any:

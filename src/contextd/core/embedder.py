@@ -24,6 +24,7 @@ from contextd.core.codes import with_codes
 from contextd.core.document_process import DocumentProcess, forward, length_groups, load_model
 from contextd.core.errors import ConfigError
 from contextd.core.model_owner import DocumentEmbedding, ModelThread, QueryEmbedding
+from contextd.core.query_process import QueryProcess
 from contextd.core.store import SparseVec
 from contextd.core.telemetry import EMBED_BATCH, EMBED_SECONDS
 
@@ -74,19 +75,25 @@ def resolve_model_path(name: str) -> Path:
 
 
 class SentenceTransformerEncoder:
-    """The one owner of a sentence-transformers model and its tokenizer in this process.
+    """The one owner of a sentence-transformers model and its tokenizer in this process,
+    and the handle on the two children that embed beside it.
 
-    Queries and token counts run on its :class:`ModelThread` (see ``core.model_owner``);
-    documents are embedded by a child process at a lower CPU priority
+    Queries are embedded by a child process (:class:`QueryProcess`: out of this process's
+    interpreter lock, which concurrent requests hold), or, with ``query_process=False``, in
+    the query lane of this process's :class:`ModelThread` (see ``core.model_owner``).
+    Documents are embedded by a child process at a lower CPU priority
     (:class:`DocumentProcess`), or, with ``document_process=False``, as small jobs on the
-    model thread behind any waiting query. The model runs eagerly under
-    ``torch.inference_mode``; concurrent queries share one forward pass.
+    model thread behind any waiting query. Token counts run on the model thread (the
+    model loads in this process only for them, for :attr:`model`, or for in-process
+    queries and documents). The model runs eagerly under ``torch.inference_mode``;
+    concurrent queries share one forward pass.
     """
 
     def __init__(self, name: str = DEFAULT_MODEL, *, document_job_chunks: int = 16,
                  document_job_chars: int = 2000, max_query_batch: int = 64,
                  threads: int | None = None, query_threads: int | None = 1,
-                 document_process: bool = True, document_nice: int = 10) -> None:
+                 document_process: bool = True, document_nice: int = 10,
+                 query_process: bool = True) -> None:
         self.name = name
         self.document_job_chunks = document_job_chunks
         self.document_job_chars = document_job_chars
@@ -98,6 +105,8 @@ class SentenceTransformerEncoder:
         # as fast, and the request's own work beside it keeps the other core. Document jobs
         # use every thread.
         self._query_threads = query_threads
+        self.queries = QueryProcess(self._path, threads=query_threads,
+                                    max_batch=max_query_batch) if query_process else None
         self._model: Any = None
         self.owner = ModelThread(self._run_queries, max_query_batch=max_query_batch)
 
@@ -111,10 +120,15 @@ class SentenceTransformerEncoder:
 
     @cached_property
     def dim(self) -> int:
+        if self.queries is not None:
+            return self.queries.dim
         return int(self.model.get_embedding_dimension())
 
     def submit_query(self, text: str) -> Future[QueryEmbedding]:
-        """Queue a query; it runs in the next forward pass, ahead of document jobs."""
+        """Queue a query; it runs in the next forward pass (in the query process, or on
+        the model thread ahead of document jobs)."""
+        if self.queries is not None:
+            return self.queries.submit(text)
         return self.owner.submit_query(text)
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -164,6 +178,8 @@ class SentenceTransformerEncoder:
 
     def close(self) -> None:
         self.owner.close()
+        if self.queries is not None:
+            self.queries.close()
         if self.documents is not None:
             self.documents.close()
 

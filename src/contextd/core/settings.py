@@ -65,14 +65,19 @@ class Settings(BaseSettings):
         "thread, behind any waiting query."))
     embedding_document_nice: int = Field(10, ge=0, le=19, description=(
         "How much the document process lowers its own CPU priority (os.nice)."))
+    embedding_query_process: bool = Field(True, description=(
+        "Embed queries in a child process: its forward passes do not queue for the "
+        "server's interpreter lock behind concurrent requests; false: on the server's "
+        "model thread (one process less, for tests and small installs)."))
     embedding_query_batch: int = Field(64, ge=1, le=1024, description=(
-        "Most queries embedded in one forward pass: the queries waiting when the model "
-        "thread comes free share it."))
+        "Most queries embedded in one forward pass: the queries waiting when the query "
+        "process (or the model thread) comes free share it."))
     embedding_threads: int | None = Field(None, description=(
         "torch threads for document embedding; unset: all cores."))
     embedding_query_threads: int = Field(1, ge=1, description=(
-        "torch threads for one query's embedding: one keeps a query's latency steady "
-        "while documents embed beside it."))
+        "torch threads of the query process (or of the model thread's query lane). One: "
+        "on two busy cores, two made one client's requests/s 8x lower, the threads "
+        "waiting for each other beside the server's own work (docs/performance.md)."))
     edge_search_threads: int | None = Field(1, ge=1, le=256, description=(
         "Threads of the Edge shard's search pool; unset: one per CPU. One by default: on "
         "small machines the idle pool threads slow the request's own work after each "
