@@ -46,7 +46,8 @@ def open_store(settings: Settings, dim: int, *, memory: bool = False) -> VectorS
 
     path = settings.edge_path.parent / collection
     try:
-        return EdgeStore(path, dim, search_threads=settings.edge_search_threads)
+        return EdgeStore(path, dim, search_threads=settings.edge_search_threads,
+                         payload_cache=settings.edge_payload_cache)
     except Exception as exc:
         if "WouldBlock" not in str(exc):
             raise

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from qdrant_client import QdrantClient
 
-from contextd.core.edge_store import EdgeStore
+from contextd.core.edge_store import EdgeStore, PayloadCache
 from contextd.core.embedder import Bm25Encoder
 from contextd.core.server_store import ServerStore
 from contextd.core.store import (
@@ -218,6 +218,55 @@ def test_edge_store_search_pool_size_changes_nothing_served(tmp_path: Path) -> N
     again = EdgeStore(tmp_path / "edge", DIM, search_threads=4)
     assert [(h.id, round(h.score, 6)) for h in again.search(query)] == one and one
     again.close()
+
+
+def test_a_search_after_a_change_serves_the_changed_point(store: VectorStore) -> None:
+    """Edge serves payloads and vectors from a cache keyed by the point's version: every
+    change (payload update, re-upsert, delete and re-insert) is seen by the next search,
+    whether or not the point was searched before."""
+    query = SearchQuery(scope=AccessScope(frozenset({"public"})), limit=10, dense=unit(1),
+                        sparse=BM25.encode_query("robot"), mode="hybrid", with_vectors=True,
+                        legs=True)
+
+    def served() -> dict[str, tuple[str, np.ndarray]]:
+        return {h.id: (h.payload["text"], np.asarray(h.dense)) for h in store.search(query)}
+
+    store.write(WriteBatch(upserts=[point(n, unit(1, 0.1 * n), f"robot {n}", acl=["public"])
+                                    for n in range(3)]))
+    assert served()[pid(0)][0] == "robot 0"
+    store.write(WriteBatch(payload_updates=[PayloadUpdate([pid(0)], {"text": "robot zero"})]))
+    assert served()[pid(0)][0] == "robot zero"
+    store.write(WriteBatch(upserts=[point(1, unit(1, -0.3), "robot one", acl=["public"])]))
+    text, vector = served()[pid(1)]
+    assert text == "robot one" and np.allclose(vector, unit(1, -0.3), atol=1e-6)
+    store.write(WriteBatch(delete_ids=[pid(2)]))
+    assert pid(2) not in served()
+    store.write(WriteBatch(upserts=[point(2, unit(1, 0.5), "robot two", acl=["public"])]))
+    assert served()[pid(2)][0] == "robot two"
+    store.write(WriteBatch(payload_updates=[PayloadUpdate([pid(2)], {"acl": ["group:x"]})]))
+    assert pid(2) not in served()
+    hits = store.search(query)
+    assert len(hits) == 2 and all(h.payload["acl"] == ["public"] for h in hits)
+
+
+def test_edge_payload_cache_holds_at_most_its_size(tmp_path: Path) -> None:
+    """The cache is bounded, and a store serves the same with it (cold or warm), with a
+    small one, and without one."""
+    points = random_corpus(11, n=120)
+    query = SearchQuery(scope=AccessScope(frozenset({"public", "group:a"})), limit=40,
+                        dense=points[0].dense, sparse=points[0].sparse, mode="hybrid",
+                        with_vectors=True, legs=True, prefetch_limit=40)
+    store = EdgeStore(tmp_path / "edge", DIM)
+    store.write(WriteBatch(upserts=points))
+    served = []
+    for size in (0, 10, 10_000):
+        store.payloads = PayloadCache(size)
+        for _ in range(2):
+            served.append([(h.id, h.score, h.payload, np.asarray(h.dense).tolist(), h.legs)
+                           for h in store.search(query)])
+        assert len(store.payloads) <= size
+    store.close()
+    assert served[0] and all(s == served[0] for s in served)
 
 
 def random_corpus(seed: int, n: int = 200) -> list[ChunkPoint]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qdrant_edge import (
     DecayKind,
     Distance,
@@ -58,12 +61,61 @@ from contextd.core.store import (
     SearchQuery,
     WriteBatch,
     merge_legs,
-    scored_chunks,
     vector_field,
+    vectors_of,
 )
 from contextd.core.types import AccessScope, iso
 
 _WRITE_CHUNK = 512  # points per engine call: bounds memory of one update operation
+
+# A cached point: its payload without the vector copy, and its dense vector (None when the
+# payload has no well-formed copy).
+_Entry = tuple[dict[str, Any], np.ndarray | None]
+
+
+class PayloadCache:
+    """Payloads and dense vectors of recently searched points, by (id, version), least
+    recently used out first.
+
+    Why: reading payloads is most of an engine search and the engine holds the GIL while
+    it reads and converts them (about 5 ms of a bundle's ~170 candidates, each with its
+    text and vector copy), so it serializes concurrent requests. Searches ask the engine
+    for ids, versions and scores only and take the payloads from here.
+
+    Why it is exact: the engine gives every point a new version on each change (upsert,
+    payload update, re-insert after delete), so an entry is the point's payload as of that
+    version; a changed point is looked up under its new version and read again. What a
+    search returns is still decided by the engine under the caller's filter; the cache
+    only supplies the payloads of the points the engine returned. Entries are shared
+    between requests and never mutated.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[tuple[str, int]]) -> list[_Entry | None]:
+        entries = self._entries
+        with self._lock:
+            found = [entries.get(key) for key in keys]
+            for key, entry in zip(keys, found, strict=True):
+                if entry is not None:
+                    entries.move_to_end(key)
+        return found
+
+    def put_many(self, items: Sequence[tuple[tuple[str, int], _Entry]]) -> None:
+        if self.size <= 0:
+            return
+        entries = self._entries
+        with self._lock:
+            for key, entry in items:
+                entries[key] = entry
+            while len(entries) > self.size:
+                entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def scope_filter(scope: AccessScope, extra: Sequence[Any] = (),
@@ -119,10 +171,12 @@ def freshness_formula(freshness: Freshness) -> Formula:
 class EdgeStore:
     """Qdrant Edge shard at ``path`` with a dense and a BM25 (IDF) named vector."""
 
-    def __init__(self, path: Path, dim: int, *, search_threads: int | None = None) -> None:
+    def __init__(self, path: Path, dim: int, *, search_threads: int | None = None,
+                 payload_cache: int = 10_000) -> None:
         self.path = Path(path)
         self.dim = dim
         self.search_threads = search_threads
+        self.payloads = PayloadCache(payload_cache)
         self._lock = ReadWriteLock()
         self._shard = self._open()
 
@@ -198,12 +252,11 @@ class EdgeStore:
             final, prefetches = Fusion.Rrf(k=query.rrf_k), stages
         request = QueryRequest(
             limit=query.limit, query=final, prefetches=prefetches, filter=flt,
-            with_payload=True if query.with_vectors else PayloadSelector.Exclude([VECTOR_FIELD]),
-            with_vector=False,
+            with_payload=False, with_vector=False,
         )
         with self._lock.read(), _readable("search"):
-            return scored_chunks(self._shard.query(request), self.dim,
-                                 self._engine_vectors if query.with_vectors else None)
+            found = self._shard.query(request)
+            return self._chunks({str(h.id): h for h in found}, query.with_vectors, {})
 
     def _search_legs(self, query: SearchQuery, flt: Filter) -> list[ScoredChunk]:
         """Each leg as its own query under ``flt``, in one batch; hits keep leg scores."""
@@ -215,16 +268,54 @@ class EdgeStore:
                 SparseVector(query.sparse.indices, query.sparse.values), using=SPARSE)))
         if not legs:
             return []
-        payload: Any = True if query.with_vectors else PayloadSelector.Exclude([VECTOR_FIELD])
         batch = QueryBatchRequest([
-            QueryRequest(limit=query.prefetch_limit, query=q, filter=flt, with_payload=payload,
+            QueryRequest(limit=query.prefetch_limit, query=q, filter=flt, with_payload=False,
                          with_vector=False) for _, q in legs])
         with self._lock.read(), _readable("search"):
             results = self._shard.query_batch(batch)
             hits, scores = merge_legs([(name, found) for (name, _), found
                                        in zip(legs, results, strict=True)])
-            return scored_chunks(hits, self.dim,
-                                 self._engine_vectors if query.with_vectors else None, scores)
+            return self._chunks(hits, query.with_vectors, scores)
+
+    def _chunks(self, hits: dict[str, Any], with_vectors: bool,
+                legs: dict[str, dict[str, tuple[int, float]]]) -> list[ScoredChunk]:
+        """Engine hits by id (searched without payload) as chunks, in order: payloads and
+        vectors from :class:`PayloadCache`, the others read from the engine and cached.
+        Called under the read lock, so a point read here is the version the search saw."""
+        keys = [(i, int(h.version)) for i, h in hits.items()]
+        entries = self.payloads.get_many(keys)
+        missing = [n for n, entry in enumerate(entries) if entry is None]
+        if missing:
+            read = self._read([keys[n][0] for n in missing])
+            fresh = []
+            for n in missing:
+                entry = read.get(keys[n][0])
+                if entry is not None:
+                    entries[n] = entry
+                    fresh.append((keys[n], entry))
+            self.payloads.put_many(fresh)
+        vectors: list[Any] = [None] * len(keys)
+        if with_vectors:
+            vectors = [entry[1] if entry is not None else None for entry in entries]
+            lacking = [keys[n][0] for n, v in enumerate(vectors) if v is None]
+            if lacking:  # written before the payload copy existed
+                fetched = self._engine_vectors(lacking)
+                vectors = [v if v is not None else _array(fetched.get(key[0]))
+                           for key, v in zip(keys, vectors, strict=True)]
+        return [ScoredChunk(id=key[0], score=float(h.score),
+                            payload=entry[0] if entry is not None else {},
+                            dense=v, legs=legs.get(key[0], {}))
+                for key, h, entry, v in zip(keys, hits.values(), entries, vectors,
+                                            strict=True)]
+
+    def _read(self, ids: Sequence[str]) -> dict[str, _Entry]:
+        """Payload (without the vector copy) and vector of each of ``ids``."""
+        records = self._shard.retrieve(list(ids), with_payload=True, with_vector=False)
+        found = [(str(r.id), dict(r.payload or {})) for r in records]
+        vectors = vectors_of([payload.pop(VECTOR_FIELD, None) for _, payload in found],
+                             self.dim)
+        return {i: (payload, _own(vector))
+                for (i, payload), vector in zip(found, vectors, strict=True)}
 
     def _engine_vectors(self, ids: list[str]) -> dict[str, Sequence[float]]:
         records = self._shard.retrieve(list(ids), with_payload=False, with_vector=[DENSE])
@@ -315,6 +406,20 @@ class EdgeStore:
         """Close and delete the shard's files (temporary stores in eval and tests)."""
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _own(vector: np.ndarray | None) -> np.ndarray | None:
+    """A read-only copy: a decoded row is a view of the whole batch's buffer, which a
+    cached row would keep alive."""
+    if vector is None:
+        return None
+    copy = vector.copy()
+    copy.flags.writeable = False
+    return copy
+
+
+def _array(vector: Sequence[float] | None) -> np.ndarray | None:
+    return None if vector is None else np.asarray(vector, dtype=np.float32)
 
 
 def _dense_of(vector: Any) -> list[float] | None:

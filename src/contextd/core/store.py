@@ -22,13 +22,15 @@ Contract, for every adapter:
   it from a copy kept in the payload (:data:`VECTOR_FIELD`, see :func:`vector_field`); the
   server adapter asks the server for the stored vector. That field never reaches a hit's
   ``payload``.
+- A hit's ``payload`` and ``dense`` may be shared with other searches' hits (the Edge
+  adapter caches them by point version): read them, never change them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -112,37 +114,6 @@ def merge_legs(results: Sequence[tuple[str, Sequence[Any]]],
                 legs[key] = {}
             legs[key][leg] = (rank, float(hit.score))
     return hits, legs
-
-
-def scored_chunks(hits: Sequence[Any] | dict[str, Any], dim: int,
-                  fetch: Callable[[list[str]], dict[str, Sequence[float]]] | None,
-                  legs: dict[str, dict[str, tuple[int, float]]] | None = None,
-                  ) -> list[ScoredChunk]:
-    """Engine hits (anything with ``id``, ``score`` and ``payload``; or such hits by id, as
-    :func:`merge_legs` gives them) as chunks. With ``fetch`` (a search ``with_vectors``),
-    each carries its vector from the payload copy, which is removed from the payload;
-    ``fetch`` asks the engine for the points that have none (written before the copy
-    existed). Called under the adapter's read lock, so both come from the same version of
-    each point."""
-    by_id = hits if isinstance(hits, dict) else {str(h.id): h for h in hits}
-    ids = list(by_id)
-    points = list(by_id.values())
-    payloads = [dict(h.payload or {}) for h in points]
-    vectors: list[np.ndarray | None] = [None] * len(ids)
-    if fetch is not None:
-        vectors = vectors_of([payload.pop(VECTOR_FIELD, None) for payload in payloads], dim)
-        missing = [i for i, v in zip(ids, vectors, strict=True) if v is None]
-        if missing:
-            fetched = fetch(missing)
-            vectors = [v if v is not None else _array(fetched.get(i))
-                       for i, v in zip(ids, vectors, strict=True)]
-    legs = legs or {}
-    return [ScoredChunk(id=i, score=float(h.score), payload=p, dense=v, legs=legs.get(i, {}))
-            for i, h, p, v in zip(ids, points, payloads, vectors, strict=True)]
-
-
-def _array(vector: Sequence[float] | None) -> np.ndarray | None:
-    return None if vector is None else np.asarray(vector, dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)
