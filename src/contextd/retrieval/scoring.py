@@ -28,6 +28,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import numpy as np
 
@@ -58,7 +59,13 @@ def calibrate(cosine: float, coverage: float, coef: tuple[float, float, float]) 
 
 
 def parse_ts(value: object) -> datetime:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return _parse_ts(str(value))
+
+
+@lru_cache(maxsize=16384)
+def _parse_ts(value: str) -> datetime:
+    # Cached: a bundle parses ~170 timestamps, and the same chunks recur across requests.
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def content_words(query: str, is_term: Callable[[str], bool]) -> list[str]:
@@ -75,8 +82,15 @@ def coverage(words: Sequence[str], title: str, text: str) -> float:
     re-tokenizing each chunk would cost about a millisecond."""
     if not words:
         return 0.0
-    body = f"{title}\n{text}".lower()
+    body = _lowered(title, text)
     return sum(1 for w in words if w in body) / len(words)
+
+
+@lru_cache(maxsize=8192)
+def _lowered(title: str, text: str) -> str:
+    # Cached: the same chunks recur across requests (their strings, hashes included, are
+    # shared through the store's payload cache), so lower-casing each again is the cost.
+    return f"{title}\n{text}".lower()
 
 
 def score(hits: Sequence[ScoredChunk], query_vector: np.ndarray | None, *,
@@ -103,7 +117,9 @@ def score(hits: Sequence[ScoredChunk], query_vector: np.ndarray | None, *,
     for hit, cosine, bm25, fuse, wide in zip(hits, cosines, bm25s, fused, expanded,
                                              strict=True):
         payload = hit.payload
-        cover = coverage(words, str(payload.get("title") or ""), str(payload.get("text") or ""))
+        title = str(payload.get("title") or "")
+        text = str(payload.get("text") or "")
+        cover = coverage(words, title, text)
         relevance = calibrate(cosine, cover, weights.calibration)
         updated_at = parse_ts(payload.get("updated_at"))
         factor = 1.0
@@ -111,8 +127,7 @@ def score(hits: Sequence[ScoredChunk], query_vector: np.ndarray | None, *,
             half_life = half_lives.get(str(payload.get("kind")), 180 * _DAY)
             factor = freshness_factor((now - updated_at).total_seconds(), half_life,
                                       weights.floor)
-        exact = terms.matched(str(payload.get("title") or ""), str(payload.get("text") or "")) \
-            if terms else []
+        exact = terms.matched(title, text) if terms else []
         total = fuse + (weights.freshness_weight * factor if half_lives is not None else 0.0)
         if exact:
             total += EXACT_BONUS + 0.01 * len(exact)
