@@ -63,7 +63,8 @@ def vector_field(dense: Sequence[float] | np.ndarray) -> str:
     Asked of the engine, each comes back as a Python list of 384 floats; building,
     converting and freeing those was about 3 ms of a request at 50k chunks. One string
     per hit decodes in microseconds. Payloads are kept on disk, so the copy costs disk
-    (2 KB a chunk at 384 dimensions), not memory.
+    (2 KB a chunk at 384 dimensions); in memory only the decoded vectors of the points
+    the Edge adapter's payload cache holds (``edge_payload_cache``).
     """
     return base64.b64encode(np.asarray(dense, dtype=np.float32).tobytes()).decode("ascii")
 
