@@ -22,6 +22,7 @@ import pytest
 from contextd.core.document_process import DocumentProcess
 from contextd.core.embedder import SentenceTransformerEncoder, resolve_model_path
 from contextd.core.errors import Unavailable
+from tests.factories import wait_for
 
 QUERIES = [
     "x",
@@ -57,13 +58,6 @@ def either(request: pytest.FixtureRequest, encoder: SentenceTransformerEncoder,
            in_process: SentenceTransformerEncoder) -> SentenceTransformerEncoder:
     """Both ways of embedding documents."""
     return encoder if request.param == "child process" else in_process
-
-
-def wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_query_vectors_equal_sentence_transformers_encode(

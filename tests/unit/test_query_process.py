@@ -24,14 +24,9 @@ import pytest
 from contextd.core.embedder import SentenceTransformerEncoder, resolve_model_path
 from contextd.core.errors import Unavailable
 from contextd.core.query_process import QueryProcess
+from tests.factories import wait_for
+from tests.unit.test_embedder import QUERIES
 
-QUERIES = [
-    "x",
-    "what is the effect of vitamin d on bone density in older adults?",
-    "Ünïcödé — query? with punctuation!! 東京 €45",
-    "word " * 600,  # past the model's 256-token window: truncated alike
-    "   leading and trailing space   ",
-]
 LONG = [f"rule {n}: " + "receipts are kept for seven years and audited " * 40
         for n in range(64)]  # one batch of 64 x 256 tokens: long enough to kill it midway
 
@@ -60,13 +55,6 @@ def one_batch(queries: QueryProcess, texts: list[str]) -> list[Any]:
     any of them before the last is queued."""
     with queries._cond:  # the dispatcher's lock (reentrant)
         return [queries.submit(t) for t in texts]
-
-
-def wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_queries_are_embedded_in_a_child_as_in_process(
