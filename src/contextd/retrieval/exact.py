@@ -26,7 +26,6 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", text).strip().lower()
 
 
-@lru_cache(maxsize=8192)
 def subject(title: str) -> str:
     """A title as compared with a query: reply/forward prefixes off, spaces collapsed."""
     return normalize(_SUBJECT_PREFIX.sub("", title.strip()))

@@ -28,7 +28,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 import numpy as np
 
@@ -59,13 +58,7 @@ def calibrate(cosine: float, coverage: float, coef: tuple[float, float, float]) 
 
 
 def parse_ts(value: object) -> datetime:
-    return _parse_ts(str(value))
-
-
-@lru_cache(maxsize=16384)
-def _parse_ts(value: str) -> datetime:
-    # Cached: a bundle parses ~170 timestamps, and the same chunks recur across requests.
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def content_words(query: str, is_term: Callable[[str], bool]) -> list[str]:
@@ -82,15 +75,8 @@ def coverage(words: Sequence[str], title: str, text: str) -> float:
     re-tokenizing each chunk would cost about a millisecond."""
     if not words:
         return 0.0
-    body = _lowered(title, text)
+    body = f"{title}\n{text}".lower()
     return sum(1 for w in words if w in body) / len(words)
-
-
-@lru_cache(maxsize=8192)
-def _lowered(title: str, text: str) -> str:
-    # Cached: the same chunks recur across requests (their strings, hashes included, are
-    # shared through the store's payload cache), so lower-casing each again is the cost.
-    return f"{title}\n{text}".lower()
 
 
 def score(hits: Sequence[ScoredChunk], query_vector: np.ndarray | None, *,
