@@ -7,6 +7,7 @@ The query child is tested in tests/unit/test_query_process.py.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -20,7 +21,11 @@ import numpy as np
 import pytest
 
 from contextd.core.document_process import DocumentProcess
-from contextd.core.embedder import SentenceTransformerEncoder, resolve_model_path
+from contextd.core.embedder import (
+    SentenceTransformerEncoder,
+    model_dimension,
+    resolve_model_path,
+)
 from contextd.core.errors import Unavailable
 from tests.factories import wait_for
 
@@ -285,3 +290,41 @@ def test_a_child_that_cannot_load_the_model_fails_the_batch_at_once(tmp_path: Pa
         assert documents.starts == 1 and documents.pid is None
     finally:
         documents.close()
+
+
+def test_the_dimension_is_read_from_the_model_files_without_loading_it(
+        encoder: SentenceTransformerEncoder) -> None:
+    fresh = SentenceTransformerEncoder()
+    try:
+        assert fresh.dim == 384
+        assert fresh.queries is not None and fresh.queries.pid is None  # no child started
+        assert fresh._model is None  # nor the model loaded here
+    finally:
+        fresh.close()
+    assert fresh.dim == int(encoder.model.get_embedding_dimension())
+
+
+def test_model_dimension_follows_pooling_modes_and_dense_layers(tmp_path: Path) -> None:
+    def model(*modules: tuple[str, str, dict[str, object]]) -> Path:
+        path = tmp_path / str(len(list(tmp_path.iterdir())))
+        path.mkdir()
+        (path / "modules.json").write_text(json.dumps([
+            {"idx": n, "name": str(n), "path": sub, "type": f"sentence_transformers.models.{kind}"}
+            for n, (kind, sub, _) in enumerate(modules)]))
+        for _, sub, config in modules:
+            if config:
+                (path / sub).mkdir(exist_ok=True)
+                (path / sub / "config.json").write_text(json.dumps(config))
+        return path
+
+    pooling = {"word_embedding_dimension": 768, "pooling_mode_mean_tokens": True}
+    assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1_Pooling", pooling),
+                                 ("Normalize", "2_Normalize", {}))) == 768
+    both = pooling | {"pooling_mode_cls_token": True}
+    assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", both))) == 1536
+    assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", pooling),
+                                 ("Dense", "2_Dense", {"out_features": 256}))) == 256
+    # A module not understood here, or no files at all: the caller loads the model instead.
+    assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", pooling),
+                                 ("LayerNorm", "2", {}))) is None
+    assert model_dimension(tmp_path / "missing") is None

@@ -9,6 +9,7 @@ engine (``Modifier.Idf``), so document vectors never go stale as the corpus grow
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -74,6 +75,36 @@ def resolve_model_path(name: str) -> Path:
     )
 
 
+_POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens",
+                  "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                  "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+
+
+def model_dimension(path: Path) -> int | None:
+    """The sentence embedding's dimension, read from a sentence-transformers model's files
+    (``modules.json``, then the pooling and dense modules' configs), so opening the store
+    does not load the model; None when a module is not one of those understood here."""
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+        dim: int | None = None
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            config_path = path / module.get("path", "") / "config.json"
+            if kind == "Transformer":
+                continue  # its width reaches the pooling config as word_embedding_dimension
+            if kind == "Pooling":
+                config = json.loads(config_path.read_text())
+                modes = sum(bool(config.get(m)) for m in _POOLING_MODES) or 1
+                dim = int(config["word_embedding_dimension"]) * modes
+            elif kind == "Dense":
+                dim = int(json.loads(config_path.read_text())["out_features"])
+            elif kind != "Normalize":
+                return None
+        return dim
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class SentenceTransformerEncoder:
     """The one owner of a sentence-transformers model and its tokenizer in this process,
     and the handle on the two children that embed beside it.
@@ -120,6 +151,9 @@ class SentenceTransformerEncoder:
 
     @cached_property
     def dim(self) -> int:
+        known = model_dimension(self._path)
+        if known is not None:
+            return known
         if self.queries is not None:
             return self.queries.dim
         return int(self.model.get_embedding_dimension())
