@@ -98,7 +98,9 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_HALF_LIFE_DAYS), description=(
             "Freshness half-life per kind (document, email, crm), in days; JSON object."))
     prefetch_limit: int = Field(100, ge=10, le=2000, description=(
-        "Candidates fetched by each of the dense and BM25 legs before fusion."))
+        "Candidates fetched by each of the dense and BM25 legs before fusion. Fewer serve "
+        "more requests per second under concurrency at some cost in ranking quality "
+        "(measured in docs/performance.md)."))
     rrf_k: int = Field(60, ge=1, le=1000, description="The k of reciprocal rank fusion.")
     near_duplicate_cosine: float = Field(0.97, gt=0.0, le=1.0, description=(
         "Cosine similarity above which two served chunks count as duplicates."))
