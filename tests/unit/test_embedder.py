@@ -324,6 +324,11 @@ def test_model_dimension_follows_pooling_modes_and_dense_layers(tmp_path: Path) 
     assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", both))) == 1536
     assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", pooling),
                                  ("Dense", "2_Dense", {"out_features": 256}))) == 256
+    # The format this sentence-transformers writes: one mode by name, or a list of them.
+    current = {"embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": True}
+    assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", current))) == 384
+    listed = current | {"pooling_mode": ["cls", "max"]}
+    assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", listed))) == 768
     # A module not understood here, or no files at all: the caller loads the model instead.
     assert model_dimension(model(("Transformer", "", {}), ("Pooling", "1", pooling),
                                  ("LayerNorm", "2", {}))) is None

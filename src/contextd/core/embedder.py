@@ -80,6 +80,19 @@ _POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens",
                   "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
 
 
+def _pooled_dimension(config: dict[str, Any]) -> int:
+    """A pooling module's output width: its input width times the modes it concatenates.
+    Both config formats sentence-transformers writes are read: ``embedding_dimension``
+    with ``pooling_mode`` (a name or a list), and ``word_embedding_dimension`` with one
+    ``pooling_mode_*`` flag per mode (mean when none is set, as the library reads it)."""
+    if "embedding_dimension" in config:
+        mode = config.get("pooling_mode", "mean")
+        modes = 1 if isinstance(mode, str) else len(mode)
+        return int(config["embedding_dimension"]) * modes
+    modes = sum(bool(config.get(m)) for m in _POOLING_MODES) or 1
+    return int(config["word_embedding_dimension"]) * modes
+
+
 def model_dimension(path: Path) -> int | None:
     """The sentence embedding's dimension, read from a sentence-transformers model's files
     (``modules.json``, then the pooling and dense modules' configs), so opening the store
@@ -91,11 +104,9 @@ def model_dimension(path: Path) -> int | None:
             kind = str(module.get("type", "")).rsplit(".", 1)[-1]
             config_path = path / module.get("path", "") / "config.json"
             if kind == "Transformer":
-                continue  # its width reaches the pooling config as word_embedding_dimension
+                continue  # its width reaches the pooling config
             if kind == "Pooling":
-                config = json.loads(config_path.read_text())
-                modes = sum(bool(config.get(m)) for m in _POOLING_MODES) or 1
-                dim = int(config["word_embedding_dimension"]) * modes
+                dim = _pooled_dimension(json.loads(config_path.read_text()))
             elif kind == "Dense":
                 dim = int(json.loads(config_path.read_text())["out_features"])
             elif kind != "Normalize":
