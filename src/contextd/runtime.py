@@ -13,6 +13,7 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 
 from contextd.connectors.limits import OutboundPolicy, SourceLimits
+from contextd.core.cpu_slots import CpuSlots
 from contextd.core.embedder import Bm25Encoder, DenseEncoder, SentenceTransformerEncoder
 from contextd.core.errors import Unavailable
 from contextd.core.settings import Settings
@@ -159,7 +160,13 @@ class Runtime:
     @cached_property
     def retriever(self) -> Retriever:
         return Retriever(store=self.store, dense=self.dense, sparse=self.sparse,
-                         settings=self.settings, source_lag=self.source_lag)
+                         settings=self.settings, source_lag=self.source_lag,
+                         slots=self.cpu_slots)
+
+    @cached_property
+    def cpu_slots(self) -> CpuSlots:
+        """The bound on request threads running Python at once (``request_cpu_slots``)."""
+        return CpuSlots(self.settings.request_cpu_slots)
 
     @cached_property
     def source_lag(self) -> SourceLag:

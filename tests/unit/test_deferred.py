@@ -133,3 +133,46 @@ def test_a_writer_too_far_behind_drops_new_rows_instead_of_growing(tmp_path) -> 
         blocked.set()
         writer.close()
         eng.dispose()
+
+
+def test_rows_queued_within_the_linger_share_one_transaction_and_flush_does_not_wait(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A batch gathers for ``linger`` seconds (one commit for many requests' rows), but a
+    reader's flush ends the wait at once: reading one's own writes never waits the linger."""
+    import time
+
+    from sqlalchemy import event
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(eng)
+    commits: list[int] = []
+    event.listen(eng, "commit", lambda conn: commits.append(1))
+    writer = deferred.DeferredWriter(eng, linger=30.0)
+    try:
+        for i in range(10):
+            writer.add(ContextRequestRow(status=200, latency_ms=1.0, request_id=f"l{i}"))
+        time.sleep(0.2)
+        assert _count(eng, ContextRequestRow) == 0  # still gathering
+        commits.clear()
+        started = time.monotonic()
+        assert writer.flush(timeout=10.0)
+        assert time.monotonic() - started < 5.0  # not the 30 s linger
+        assert _count(eng, ContextRequestRow) == 10
+        assert len(commits) == 1  # the ten rows in one transaction
+    finally:
+        writer.close()
+        eng.dispose()
+
+
+def test_close_ends_the_linger_and_writes_the_batch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(eng)
+    writer = deferred.DeferredWriter(eng, linger=30.0)
+    writer.add(ContextRequestRow(status=200, latency_ms=1.0, request_id="c1"))
+    started = time.monotonic()
+    writer.close()
+    assert time.monotonic() - started < 5.0
+    assert _count(eng, ContextRequestRow) == 1
+    eng.dispose()

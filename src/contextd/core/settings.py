@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         "Candidates fetched by each of the dense and BM25 legs before fusion. Fewer serve "
         "more requests per second under concurrency at some cost in ranking quality "
         "(measured in docs/performance.md)."))
+    request_cpu_slots: int = Field(2, ge=0, le=1024, description=(
+        "Threads of POST /v1/context running Python at once (0: no bound); the others wait "
+        "for a slot, and a thread gives its slot up while its query embeds. Few threads keep "
+        "the interpreter lock busy where many would contend for it (docs/performance.md)."))
     rrf_k: int = Field(60, ge=1, le=1000, description="The k of reciprocal rank fusion.")
     near_duplicate_cosine: float = Field(0.97, gt=0.0, le=1.0, description=(
         "Cosine similarity above which two served chunks count as duplicates."))

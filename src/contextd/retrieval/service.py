@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from opentelemetry import context as otel_context
 
+from contextd.core.cpu_slots import CpuSlots
 from contextd.core.embedder import Bm25Encoder, DenseEncoder
 from contextd.core.errors import Unavailable
 from contextd.core.settings import Settings
@@ -111,8 +113,9 @@ class Retriever:
 
     def __init__(self, *, store: VectorStore, dense: DenseEncoder, sparse: Bm25Encoder,
                  settings: Settings, clock: Callable[[], datetime] = utcnow,
-                 source_lag: SourceLag | None = None) -> None:
+                 source_lag: SourceLag | None = None, slots: CpuSlots | None = None) -> None:
         self.store = store
+        self.slots = slots or CpuSlots(0)
         self.dense = dense
         self.sparse = sparse
         self.settings = settings
@@ -135,7 +138,12 @@ class Retriever:
             pending = self.dense.submit_query(query.query) if mode != "sparse" else None
             sparse = self.sparse.encode_query(query.query) if mode != "dense" else None
             resolved = scope() if callable(scope) else scope
-            embedded = pending.result() if pending is not None else None
+            embedded = None
+            if pending is not None:
+                if not pending.done():  # the model runs in its own process: let others run
+                    with self.slots.waiting():
+                        futures.wait([pending])
+                embedded = pending.result()
             timer.cost["embed_cpu_seconds"] = embedded.cpu_seconds if embedded else 0.0
             timer.cost["embed_tokens"] = embedded.tokens if embedded else 0
         return (embedded.vector if embedded else None), sparse, resolved

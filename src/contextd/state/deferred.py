@@ -4,7 +4,10 @@ Every ``POST /v1/context`` adds four rows (its audit entry, the bundle served, i
 its outcome). Written by the request threads, each in its own transaction, they queued
 on SQLite's single write lock and on the connection pool, and the reads of the next
 requests (key, principals) waited behind them. Here a request only appends the row to a
-queue; one thread per engine writes everything queued in one transaction.
+queue; one thread per engine writes everything queued in one transaction. The writer
+lets a batch gather for ``linger`` seconds after its first row: a transaction costs about
+3 ms of the interpreter's time whatever its size, so with one transaction per request the
+writer took a fifth of a request's CPU (measured in docs/performance.md).
 
 Nothing is lost on the way:
 
@@ -45,8 +48,9 @@ class DeferredWriter:
     """One thread writing the rows queued for ``engine``; see the module docstring."""
 
     def __init__(self, engine: Engine, *, max_batch: int = 500, max_pending: int = 50_000,
-                 retry_seconds: float = 30.0) -> None:
+                 retry_seconds: float = 30.0, linger: float = 0.1) -> None:
         self.engine = engine
+        self.linger = linger
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.retry_seconds = retry_seconds
@@ -55,6 +59,7 @@ class DeferredWriter:
         self._queued = 0  # rows ever queued
         self._done = 0  # rows ever written or dropped (in queue order)
         self._closed = False
+        self._flushing = 0  # callers waiting in flush(): the writer does not linger then
         self._thread = threading.Thread(target=self._loop, name="contextd-deferred-writer",
                                         daemon=True)
         self._thread.start()
@@ -73,17 +78,24 @@ class DeferredWriter:
                           else f"{self.max_pending} rows behind",
                           extra={"event": "deferred_rows_dropped", "rows": len(rows)})
                 return
+            wake = not self._queue or len(self._queue) + len(rows) >= self.max_batch
             self._queue.extend(rows)
             self._queued += len(rows)
             DEFERRED_PENDING.inc(len(rows))
-            self._cond.notify_all()
+            if wake:  # else the writer is already lingering on this batch
+                self._cond.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every row queued before this call is written (or dropped); False if
         that took longer than ``timeout`` seconds."""
         with self._cond:
             target = self._queued
-            return self._cond.wait_for(lambda: self._done >= target, timeout)
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                return self._cond.wait_for(lambda: self._done >= target, timeout)
+            finally:
+                self._flushing -= 1
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop the thread."""
@@ -98,6 +110,7 @@ class DeferredWriter:
                 self._cond.wait_for(lambda: self._queue or self._closed)
                 if not self._queue:
                     return  # closed and drained
+                self._linger()
                 batch = [self._queue.popleft()
                          for _ in range(min(self.max_batch, len(self._queue)))]
             written = self._write(batch)
@@ -107,6 +120,16 @@ class DeferredWriter:
             DEFERRED_PENDING.dec(len(batch))
             self._count(written, "written")
             self._count(len(batch) - written, "dropped")
+
+    def _linger(self) -> None:
+        """Let more rows join the batch: until ``linger`` seconds have passed, the batch is
+        full, someone flushes or the writer closes. Called holding ``_cond``."""
+        deadline = time.monotonic() + self.linger
+        while len(self._queue) < self.max_batch and not self._closed and not self._flushing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(remaining)
 
     def _write(self, batch: Sequence[Any]) -> int:
         """Rows of ``batch`` written: all in one transaction, else one by one."""

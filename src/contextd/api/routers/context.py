@@ -72,12 +72,13 @@ def serve_context(body: ContextRequestIn, runtime: Runtime, key: ApiKey,
                   background: BackgroundTasks) -> Response:
     """The blocking part of ``POST /v1/context`` (directory, model, engine), off the loop."""
     started = time.perf_counter()
-    try:
-        body, user_id = bound_request(runtime, key, body)
-        return _serve_context(body, user_id, runtime, key, background)
-    except ContextdError as exc:  # refused requests are audited too
-        audit_context(runtime, key, body, outcome=exc.code, started=started)
-        raise
+    with runtime.cpu_slots.held():  # released while the query embeds (core.cpu_slots)
+        try:
+            body, user_id = bound_request(runtime, key, body)
+            return _serve_context(body, user_id, runtime, key, background)
+        except ContextdError as exc:  # refused requests are audited too
+            audit_context(runtime, key, body, outcome=exc.code, started=started)
+            raise
 
 
 def _serve_context(body: ContextRequestIn, user_id: str, runtime: Runtime, key: ApiKey,
