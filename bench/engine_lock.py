@@ -51,6 +51,16 @@ def build(path: Path, points: int) -> EdgeShard:
     return shard
 
 
+def run_for(seconds: float, stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """Start ``threads``, let them run ``seconds``, then stop and join them."""
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+
 def query_rate(shard: EdgeShard, batch: QueryBatchRequest, threads: int, seconds: float) -> float:
     """Batches answered per second by ``threads`` threads querying for ``seconds``."""
     done = [0] * threads
@@ -61,13 +71,7 @@ def query_rate(shard: EdgeShard, batch: QueryBatchRequest, threads: int, seconds
             shard.query_batch(batch)
             done[slot] += 1
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    time.sleep(seconds)
-    stop.set()
-    for worker in workers:
-        worker.join()
+    run_for(seconds, stop, [threading.Thread(target=work, args=(n,)) for n in range(threads)])
     return sum(done) / seconds
 
 
@@ -90,12 +94,7 @@ def spin_rate(seconds: float, shard: EdgeShard | None = None,
     threads = [threading.Thread(target=spin)]
     if shard is not None and batch is not None:
         threads.append(threading.Thread(target=query, args=(shard, batch)))
-    for thread in threads:
-        thread.start()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    run_for(seconds, stop, threads)
     return counted[0] / seconds
 
 
