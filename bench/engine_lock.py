@@ -5,7 +5,7 @@ lock (docs/performance.md#what-bounds-32-clients-on-two-cores). A query that rel
 lock would overlap with other requests' Python; one that holds it adds its whole time to
 the serial part of every request.
 
-Two measurements on a shard of random unit vectors, both in this process:
+Two measurements on a shard of random vectors (cosine distance), both in this process:
 
 - queries per second from one thread, then from two (on two cores, about 2x if the
   engine runs outside the lock, about 1x if it holds it);
